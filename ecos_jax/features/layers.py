@@ -1,0 +1,166 @@
+"""Inference building blocks shared by the MobileNetV2-family feature extractors.
+
+Batch norm is folded into the preceding convolution when weights are loaded (see
+`weights.fold_batchnorm`), so every convolution here carries a bias and there is no
+batch-norm layer at inference. All tensors are NHWC; kernels are HWIO.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Padding = Literal["same", "symmetric"]
+
+#: Matmul/conv precision for float32 inference (no TF32 / bf16 passes on accelerators).
+CONV_PRECISION = lax.Precision.HIGHEST
+
+
+def conv_padding(padding: Padding, kernel_size: int) -> str | tuple[tuple[int, int], ...]:
+    """'same': TensorFlow SAME (extra pixel at the end); 'symmetric': k//2 on both sides."""
+    if padding == "same":
+        return "SAME"
+    if padding == "symmetric":
+        return ((kernel_size // 2, kernel_size // 2),) * 2
+    raise ValueError(f"padding must be 'same' or 'symmetric', got {padding!r}.")
+
+
+class ConvAct(nn.Module):
+    """Convolution with bias (batch norm folded in), then ReLU6 if `relu6`.
+
+    `groups == features` gives a depthwise convolution (kernel [k, k, 1, C]).
+    """
+
+    features: int
+    kernel_size: int = 1
+    stride: int = 1
+    groups: int = 1
+    padding: Padding = "same"
+    relu6: bool = True
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x_NHWC: jax.Array) -> jax.Array:
+        in_features = x_NHWC.shape[-1]
+        if in_features % self.groups:
+            raise ValueError(f"{in_features} input channels do not split into {self.groups}.")
+        k = self.kernel_size
+        kernel = self.param(
+            "kernel",
+            nn.initializers.lecun_normal(),
+            (k, k, in_features // self.groups, self.features),
+            jnp.float32,
+        )
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        x_NHWC = x_NHWC.astype(self.dtype)
+        if k == 1 and self.stride == 1 and self.groups == 1:
+            # A pointwise convolution is a GEMM over pixels.
+            y = jnp.einsum(
+                "nhwc,cd->nhwd",
+                x_NHWC,
+                kernel[0, 0].astype(self.dtype),
+                precision=CONV_PRECISION,
+            )
+        else:
+            y = lax.conv_general_dilated(
+                x_NHWC,
+                kernel.astype(self.dtype),
+                window_strides=(self.stride, self.stride),
+                padding=conv_padding(self.padding, k),
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                feature_group_count=self.groups,
+                precision=CONV_PRECISION,
+            )
+        y = y + bias.astype(self.dtype).reshape(1, 1, 1, -1)
+        return jnp.clip(y, 0.0, 6.0) if self.relu6 else y
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 / EfficientNet-Lite MBConv block without squeeze-excite.
+
+    1×1 expansion (skipped when `expand_ratio == 1`) → k×k depthwise → 1×1 linear
+    projection, with an identity shortcut when the stride is 1 and the width is kept.
+    """
+
+    features: int
+    kernel_size: int
+    stride: int
+    expand_ratio: int
+    padding: Padding = "same"
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x_NHWC: jax.Array) -> jax.Array:
+        in_features = x_NHWC.shape[-1]
+        hidden = in_features * self.expand_ratio
+        y = x_NHWC
+        if self.expand_ratio != 1:
+            y = ConvAct(hidden, dtype=self.dtype, name="expand")(y)
+        y = ConvAct(
+            hidden,
+            kernel_size=self.kernel_size,
+            stride=self.stride,
+            groups=hidden,
+            padding=self.padding,
+            dtype=self.dtype,
+            name="depthwise",
+        )(y)
+        y = ConvAct(self.features, relu6=False, dtype=self.dtype, name="project")(y)
+        if self.stride == 1 and in_features == self.features:
+            y = y + x_NHWC.astype(self.dtype)
+        return y
+
+
+#: One stage: (expand_ratio, out_features, repeats, first_stride, kernel_size).
+Stage = tuple[int, int, int, int, int]
+
+
+class MobileBackbone(nn.Module):
+    """Stem conv → inverted-residual stages → 1×1 head conv → global mean pool → linear.
+
+    Input: float images [N, H, W, 3] already normalised. Output: pooled features
+    [N, head_features] or (features, logits [N, num_classes]).
+    """
+
+    stages: tuple[Stage, ...]
+    stem_features: int = 32
+    head_features: int = 1280
+    num_classes: int = 1000
+    padding: Padding = "same"
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x_NHWC: jax.Array, *, return_logits: bool = False):
+        y = ConvAct(
+            self.stem_features,
+            kernel_size=3,
+            stride=2,
+            padding=self.padding,
+            dtype=self.dtype,
+            name="stem",
+        )(x_NHWC)
+        index = 0
+        for expand_ratio, features, repeats, first_stride, kernel_size in self.stages:
+            for r in range(repeats):
+                y = InvertedResidual(
+                    features,
+                    kernel_size=kernel_size,
+                    stride=first_stride if r == 0 else 1,
+                    expand_ratio=expand_ratio,
+                    padding=self.padding,
+                    dtype=self.dtype,
+                    name=f"block_{index}",
+                )(y)
+                index += 1
+        y = ConvAct(self.head_features, dtype=self.dtype, name="head")(y)
+        features_NxF = jnp.mean(y.astype(jnp.float32), axis=(1, 2))
+        if not return_logits:
+            return features_NxF
+        logits = nn.Dense(self.num_classes, precision=CONV_PRECISION, name="classifier")(
+            features_NxF
+        )
+        return features_NxF, logits
