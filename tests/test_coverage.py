@@ -1,0 +1,301 @@
+"""Coverage scores against NumPy references, sensitivity properties and input checks."""
+
+import math
+
+import hypothesis
+import hypothesis.extra.numpy as hnp
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import strategies as st
+
+from ecos_jax.coverage import (
+    CoverageScores,
+    coverage_counts,
+    coverage_scores,
+    coverage_sensitivity,
+    radius_scores,
+    top_m_scores,
+    voronoi_scores,
+)
+
+N, D, R = 37, 5, 7
+
+
+def _data(seed=0, n=N, d=D, r=R):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    v = rng.normal(size=(r, d)).astype(np.float32)
+    return x, v
+
+
+def _np_dist(x, v, metric):
+    x, v = x.astype(np.float64), v.astype(np.float64)
+    if metric == "l2":
+        return np.sqrt(((x[:, None, :] - v[None, :, :]) ** 2).sum(-1))
+    xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    vn = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    return np.clip(1.0 - xn @ vn.T, 0.0, 2.0)
+
+
+def _np_voronoi(x, v, metric="l2"):
+    return np.bincount(_np_dist(x, v, metric).argmin(1), minlength=len(v))
+
+
+def _np_top_m(x, v, m, metric="l2"):
+    order = np.argsort(_np_dist(x, v, metric), axis=1, kind="stable")[:, :m]
+    return np.bincount(order.ravel(), minlength=len(v))
+
+
+def _np_radius(x, v, radii, max_votes, metric="l2"):
+    dist = _np_dist(x, v, metric)
+    radii = np.broadcast_to(np.asarray(radii, np.float64), (len(v),))
+    counts = np.zeros(len(v), np.int64)
+    for row in dist:
+        qualifying = np.flatnonzero(row <= radii)
+        nearest = qualifying[np.argsort(row[qualifying], kind="stable")][:max_votes]
+        counts[nearest] += 1
+    return counts
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_voronoi_matches_numpy_argmin_bincount(metric):
+    x, v = _data()
+    s = voronoi_scores(x, v, metric=metric)
+    assert isinstance(s, CoverageScores)
+    assert s.counts.shape == (R,) and s.counts.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(s.counts), _np_voronoi(x, v, metric))
+    assert float(s.counts.sum()) == N
+    assert s.sensitivity == 1.0
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+@pytest.mark.parametrize("m", [1, 3, R])
+def test_top_m_matches_numpy(metric, m):
+    x, v = _data(1)
+    s = top_m_scores(x, v, m=m, metric=metric)
+    np.testing.assert_array_equal(np.asarray(s.counts), _np_top_m(x, v, m, metric))
+    assert float(s.counts.sum()) == N * m
+    assert s.sensitivity == pytest.approx(math.sqrt(m))
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+@pytest.mark.parametrize("max_votes", [1, 2, R])
+def test_radius_matches_numpy_with_cap(metric, max_votes):
+    x, v = _data(2)
+    rng = np.random.default_rng(3)
+    dist = _np_dist(x, v, metric)
+    # Per-centroid radii between the 20% and 80% distance quantiles: many samples have
+    # several qualifying centroids, so the cap binds.
+    radii = rng.uniform(np.quantile(dist, 0.2), np.quantile(dist, 0.8), size=R).astype(np.float32)
+    s = radius_scores(x, v, radii=radii, max_votes=max_votes, metric=metric)
+    expected = _np_radius(x, v, radii, max_votes, metric)
+    np.testing.assert_array_equal(np.asarray(s.counts), expected)
+    assert s.sensitivity == pytest.approx(math.sqrt(max_votes))
+    uncapped = _np_radius(x, v, radii, R, metric)
+    if max_votes == 1:
+        assert uncapped.sum() > expected.sum()  # The cap really removed votes here.
+
+
+def test_radius_scalar_radius_and_no_qualifying_centroid():
+    x, v = _data(4)
+    s = radius_scores(x, v, radii=2.5, max_votes=3)
+    np.testing.assert_array_equal(np.asarray(s.counts), _np_radius(x, v, 2.5, 3))
+    none = radius_scores(x, v, radii=0.0, max_votes=3)
+    np.testing.assert_array_equal(np.asarray(none.counts), np.zeros(R))
+
+
+@pytest.mark.parametrize(
+    "method, kwargs",
+    [("voronoi", {}), ("top_m", {"m": 2}), ("radius", {"radii": 2.0, "max_votes": 2})],
+)
+def test_mask_drops_rows(method, kwargs):
+    x, v = _data(5)
+    mask = np.random.default_rng(6).random(N) < 0.6
+    masked = coverage_scores(x, v, method=method, mask=mask, **kwargs)
+    subset = coverage_scores(x[mask], v, method=method, **kwargs)
+    np.testing.assert_array_equal(np.asarray(masked.counts), np.asarray(subset.counts))
+    nothing = coverage_scores(x, v, method=method, mask=np.zeros(N, bool), **kwargs)
+    np.testing.assert_array_equal(np.asarray(nothing.counts), np.zeros(R))
+
+
+@pytest.mark.parametrize(
+    "method, kwargs",
+    [("voronoi", {}), ("top_m", {"m": 3}), ("radius", {"radii": 2.2, "max_votes": 2})],
+)
+def test_counts_do_not_depend_on_chunk_size(method, kwargs):
+    x, v = _data(7)
+    results = [
+        np.asarray(coverage_scores(x, v, method=method, chunk_size=c, **kwargs).counts)
+        for c in (1, 5, 16, 4096)
+    ]
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
+def test_dispatcher_matches_direct_calls():
+    x, v = _data(8)
+    np.testing.assert_array_equal(coverage_scores(x, v).counts, voronoi_scores(x, v).counts)
+    np.testing.assert_array_equal(
+        coverage_scores(x, v, method="top_m", m=2).counts, top_m_scores(x, v, m=2).counts
+    )
+
+
+def test_empty_client_gives_zero_counts():
+    _, v = _data()
+    s = voronoi_scores(np.zeros((0, D), np.float32), v)
+    np.testing.assert_array_equal(np.asarray(s.counts), np.zeros(R))
+
+
+def test_sharded_use_of_coverage_counts_equals_full():
+    """Row blocks padded to equal size, masked, counted under jit and summed (as psum)."""
+    x, v = _data(9)
+    full = np.asarray(top_m_scores(x, v, m=2).counts)
+    block = 20
+    x_pad = np.concatenate([x, np.zeros((2 * block - N, D), np.float32)])
+    valid = np.arange(2 * block) < N
+    counts_fn = jax.jit(lambda xb, mb: coverage_counts(xb, v, mb, method="top_m", m=2))
+    total = sum(
+        counts_fn(x_pad[i * block : (i + 1) * block], valid[i * block : (i + 1) * block])
+        for i in range(2)
+    )
+    np.testing.assert_array_equal(np.asarray(total), full)
+
+
+def test_no_recompile_for_new_data_or_radii():
+    x, v = _data(10)
+    radius_scores(x, v, radii=1.0, max_votes=2)
+    before = coverage_counts._cache_size()
+    x2, v2 = _data(11)
+    radius_scores(x2, v2, radii=1.5, max_votes=2)
+    radius_scores(x2, v2, radii=np.full(R, 2.0, np.float32), max_votes=2)
+    # A scalar and an [R] radius are two input shapes: at most one more entry.
+    assert coverage_counts._cache_size() <= before + 1
+
+
+def test_sensitivity_helper():
+    assert coverage_sensitivity("voronoi") == 1.0
+    assert coverage_sensitivity("top_m", m=9) == 3.0
+    assert coverage_sensitivity("radius", max_votes=4) == 2.0
+    with pytest.raises(ValueError, match="method"):
+        coverage_sensitivity("knn")
+
+
+# Add/remove one client sample: the L2 change of the counts is bounded by the sensitivity.
+
+_NH, _DH, _RH = 8, 2, 5
+_coords = st.floats(-3.0, 3.0, width=32, allow_nan=False, allow_infinity=False)
+_VARIANTS = [
+    ("voronoi", "l2", {}),
+    ("voronoi", "cosine", {}),
+    ("top_m", "l2", {"m": 2}),
+    ("top_m", "cosine", {"m": 3}),
+    ("radius", "l2", {"max_votes": 2}),
+    ("radius", "cosine", {"max_votes": 1}),
+]
+
+
+@pytest.mark.parametrize("method, metric, kwargs", _VARIANTS)
+@hypothesis.settings(max_examples=25, deadline=None, derandomize=True)
+@hypothesis.given(
+    x=hnp.arrays(np.float32, (_NH, _DH), elements=_coords),
+    v=hnp.arrays(np.float32, (_RH, _DH), elements=_coords),
+    extra=hnp.arrays(np.float32, (1, _DH), elements=_coords),
+    radii=hnp.arrays(np.float32, (_RH,), elements=st.floats(0.0, 4.0, width=32)),
+    remove=st.integers(0, _NH - 1),
+    insert=st.integers(0, _NH),
+)
+def test_add_or_remove_one_sample_moves_counts_by_at_most_sensitivity(
+    method, metric, kwargs, x, v, extra, radii, remove, insert
+):
+    if method == "radius":
+        kwargs = {**kwargs, "radii": radii}
+    score = lambda f: coverage_scores(f, v, method=method, metric=metric, **kwargs)
+    base = score(x)
+    neighbours = [np.delete(x, remove, axis=0), np.insert(x, insert, extra[0], axis=0)]
+    for other in neighbours:
+        change = np.linalg.norm(np.asarray(score(other).counts) - np.asarray(base.counts))
+        assert change <= base.sensitivity + 1e-6
+        if method != "radius":  # Every sample casts exactly its votes: the bound is tight.
+            assert change == pytest.approx(base.sensitivity)
+    # The same through the mask (how padded shards drop rows).
+    mask = np.ones(_NH, bool)
+    mask[remove] = False
+    masked = coverage_scores(x, v, method=method, metric=metric, mask=mask, **kwargs)
+    change = np.linalg.norm(np.asarray(masked.counts) - np.asarray(base.counts))
+    assert change <= base.sensitivity + 1e-6
+
+
+# Input validation.
+
+
+def test_rejects_wrong_rank_and_mismatched_dims():
+    x, v = _data()
+    with pytest.raises(ValueError, match="features_NxD must be a 2-D"):
+        voronoi_scores(x[0], v)
+    with pytest.raises(ValueError, match="centroids_RxD must be a 2-D"):
+        voronoi_scores(x, v[None])
+    with pytest.raises(ValueError, match="feature dims"):
+        voronoi_scores(x, v[:, :3])
+    with pytest.raises(ValueError, match="at least one centroid"):
+        voronoi_scores(x, v[:0])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_rejects_non_finite_inputs_naming_the_argument(bad):
+    x, v = _data()
+    x_bad, v_bad = x.copy(), v.copy()
+    x_bad[3, 1] = bad
+    v_bad[0, 0] = bad
+    with pytest.raises(ValueError, match="features_NxD contains NaN or inf"):
+        voronoi_scores(x_bad, v)
+    with pytest.raises(ValueError, match="centroids_RxD contains NaN or inf"):
+        top_m_scores(x, v_bad, m=2)
+
+
+@pytest.mark.parametrize("m", [0, -1, R + 1, 2.5, True])
+def test_rejects_bad_m(m):
+    x, v = _data()
+    with pytest.raises(ValueError, match="m must"):
+        top_m_scores(x, v, m=m)
+
+
+def test_rejects_bad_radius_arguments():
+    x, v = _data()
+    with pytest.raises(ValueError, match="max_votes must"):
+        radius_scores(x, v, radii=1.0, max_votes=0)
+    with pytest.raises(ValueError, match="max_votes must"):
+        radius_scores(x, v, radii=1.0, max_votes=R + 1)
+    with pytest.raises(ValueError, match="radii must be a scalar or have shape"):
+        radius_scores(x, v, radii=np.ones(R + 1), max_votes=1)
+    with pytest.raises(ValueError, match="radii must be finite and >= 0"):
+        radius_scores(x, v, radii=-1.0, max_votes=1)
+    with pytest.raises(ValueError, match="radii must be finite and >= 0"):
+        radius_scores(x, v, radii=np.full(R, np.nan), max_votes=1)
+
+
+def test_rejects_bad_mask_method_metric_chunk():
+    x, v = _data()
+    with pytest.raises(ValueError, match="mask must have shape"):
+        voronoi_scores(x, v, mask=np.ones(N + 1, bool))
+    with pytest.raises(ValueError, match="mask must be a bool"):
+        voronoi_scores(x, v, mask=np.ones(N))
+    with pytest.raises(ValueError, match="method must be one of"):
+        coverage_scores(x, v, method="kmeans")
+    with pytest.raises(ValueError, match="metric must be"):
+        voronoi_scores(x, v, metric="manhattan")
+    with pytest.raises(ValueError, match="chunk_size"):
+        voronoi_scores(x, v, chunk_size=0)
+    with pytest.raises(ValueError, match="must hold real numbers"):
+        voronoi_scores(x.astype(np.complex64), v)
+    with pytest.raises(ValueError, match="method='top_m' needs m"):
+        coverage_counts(x, v, method="top_m")
+    with pytest.raises(ValueError, match="m applies to method='top_m' only"):
+        coverage_counts(x, v, method="voronoi", m=2)
+
+
+def test_integer_features_are_accepted():
+    x = np.array([[0, 0], [9, 9], [1, 0]], np.int32)
+    v = np.array([[0.0, 0.0], [10.0, 10.0]], np.float32)
+    np.testing.assert_array_equal(np.asarray(voronoi_scores(x, v).counts), [2.0, 1.0])
