@@ -1,0 +1,228 @@
+"""The cloud's clustering and the client's scoring over a 1-D mesh of devices.
+
+Rows of the data are split across devices, centroids are replicated, and each device's
+sums, counts and inertia are reduced with `lax.psum` inside `jax.shard_map`. N need not
+divide the device count: rows are padded and the padding is masked (zero weight). The
+results equal the single-device ones (`ecos_jax.kmeans`, `ecos_jax.coverage`): same
+assignments, centroids equal up to float summation order.
+
+References:
+  Hong et al., NeurIPS 2022 (ECOS protocol, steps 1 and 2).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from ecos_jax import coverage as coverage_lib
+from ecos_jax.kmeans import (
+    DEFAULT_CHUNK_SIZE,
+    KMeansResult,
+    _validate_sizes,
+    _validate_weights,
+    assignment_stats,
+    farthest_points,
+    kmeans_plusplus_init,
+    lloyd,
+    validate_points,
+)
+
+AXIS = "data"
+
+
+def make_mesh(num_devices: int | None = None, *, axis_name: str = AXIS) -> Mesh:
+    """A 1-D mesh over the first `num_devices` devices (default: all of them)."""
+    devices = jax.devices()
+    num_devices = len(devices) if num_devices is None else int(num_devices)
+    if not 1 <= num_devices <= len(devices):
+        raise ValueError(
+            f"num_devices must be between 1 and {len(devices)} (the devices JAX sees); got "
+            f"{num_devices}. For fake CPU devices set JAX_NUM_CPU_DEVICES before importing jax."
+        )
+    return Mesh(np.asarray(devices[:num_devices]), (axis_name,))
+
+
+def _axis(mesh: Mesh) -> str:
+    if len(mesh.axis_names) != 1:
+        raise ValueError(f"mesh must be 1-D; got axes {mesh.axis_names}.")
+    return mesh.axis_names[0]
+
+
+def shard_rows(x, mesh: Mesh, *, fill=0):
+    """Pads the rows of `x` to a multiple of the mesh size and splits them across devices.
+
+    Returns `(x_padded, valid_mask)`, both sharded by rows; `valid_mask` is False on padding.
+    """
+    axis = _axis(mesh)
+    n = x.shape[0]
+    num_shards = mesh.shape[axis]
+    pad = (-n) % num_shards
+    x = jnp.asarray(x)
+    x_pad = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1), constant_values=fill)
+    valid = jnp.arange(n + pad) < n
+    sharding = NamedSharding(mesh, P(axis))
+    return jax.device_put(x_pad, sharding), jax.device_put(valid, sharding)
+
+
+@functools.lru_cache(maxsize=64)
+def _sharded_kmeans_fn(mesh: Mesh, *, k: int, num_iters: int, tol: float, chunk_size: int):
+    axis = _axis(mesh)
+
+    def per_shard(x_nxD, w_n, c_KxD):
+        def stats_fn(c):
+            s = assignment_stats(x_nxD, w_n, c, chunk_size=chunk_size)
+            return s._replace(
+                sums=lax.psum(s.sums, axis),
+                counts=lax.psum(s.counts, axis),
+                inertia=lax.psum(s.inertia, axis),
+            )
+
+        def far_fn(stats):
+            # Each device proposes its local farthest rows; the global top-k of those equals
+            # the single-device top-k (ties resolve by row order, as there).
+            far_kxD, score_k = farthest_points(x_nxD, w_n, stats.sq_dists, k=k)
+            far_all = lax.all_gather(far_kxD, axis, tiled=True)
+            score_all = lax.all_gather(score_k, axis, tiled=True)
+            _, idx = lax.top_k(score_all, min(k, score_all.shape[0]))
+            far = far_all[idx]
+            return jnp.pad(far, ((0, k - far.shape[0]), (0, 0)), mode="edge")
+
+        state, final = lloyd(c_KxD, num_iters=num_iters, tol=tol, stats_fn=stats_fn, far_fn=far_fn)
+        return state.centroids, final.assignments, final.inertia, state.it, state.history
+
+    fn = jax.shard_map(
+        per_shard,
+        mesh=mesh,
+        in_specs=(P(axis), P(axis), P()),
+        out_specs=(P(), P(axis), P(), P(), P()),
+        check_vma=False,
+    )
+    return jax.jit(fn)
+
+
+def sharded_kmeans(
+    key: jax.Array,
+    x_NxD,
+    *,
+    k: int,
+    mesh: Mesh,
+    num_iters: int = 100,
+    tol: float = 1e-4,
+    weights=None,
+    init=None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    init_sample_size: int | None = None,
+) -> KMeansResult:
+    """`ecos_jax.kmeans.kmeans` with the rows split over `mesh` (same arguments, same result).
+
+    Seeding runs once, as in the single-device version, so both start from the same
+    centroids; each Lloyd iteration then reduces per-device sums with `psum`.
+
+    Examples:
+      >>> import jax
+      >>> x = jax.random.normal(jax.random.key(0), (1001, 4))
+      >>> res = sharded_kmeans(jax.random.key(1), x, k=3, mesh=make_mesh())
+      >>> res.assignments.shape
+      (1001,)
+    """
+    validate_points(x_NxD, "x_NxD")
+    n, d = x_NxD.shape
+    _validate_sizes(n, k=k, num_iters=num_iters, chunk_size=chunk_size)
+    _validate_weights(weights, n)
+    if not (math.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be a finite number >= 0; got {tol!r}.")
+    x = jnp.asarray(x_NxD, jnp.float32)
+    if init is None:
+        init = kmeans_plusplus_init(key, x, k=k, weights=weights, sample_size=init_sample_size)
+    elif getattr(init, "shape", None) != (k, d):
+        raise ValueError(f"init must have shape (k, d) = ({k}, {d}); got {init.shape}.")
+    w = jnp.ones((n,), jnp.float32) if weights is None else jnp.asarray(weights, jnp.float32)
+    x_pad, _ = shard_rows(x, mesh)
+    w_pad, _ = shard_rows(w, mesh)  # padding rows get weight 0: they never count
+    fn = _sharded_kmeans_fn(
+        mesh, k=int(k), num_iters=int(num_iters), tol=float(tol), chunk_size=int(chunk_size)
+    )
+    centroids, assignments, inertia, it, history = fn(x_pad, w_pad, jnp.asarray(init, jnp.float32))
+    return KMeansResult(centroids, assignments[:n], inertia, it, history)
+
+
+@functools.lru_cache(maxsize=64)
+def _sharded_assign_fn(mesh: Mesh, *, chunk_size: int):
+    axis = _axis(mesh)
+
+    def per_shard(x_nxD, c_KxD):
+        w_n = jnp.ones((x_nxD.shape[0],), jnp.float32)
+        s = assignment_stats(x_nxD, w_n, c_KxD, chunk_size=chunk_size)
+        return s.assignments, s.sq_dists
+
+    fn = jax.shard_map(
+        per_shard, mesh=mesh, in_specs=(P(axis), P()), out_specs=(P(axis), P(axis)), check_vma=False
+    )
+    return jax.jit(fn)
+
+
+def sharded_assign_to_centroids(
+    x_NxD, centroids_KxD, *, mesh: Mesh, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> tuple[jax.Array, jax.Array]:
+    """`ecos_jax.kmeans.assign_to_centroids` with the rows split over `mesh`."""
+    validate_points(x_NxD, "x_NxD")
+    validate_points(centroids_KxD, "centroids_KxD")
+    if x_NxD.shape[1] != centroids_KxD.shape[1]:
+        raise ValueError(
+            f"x_NxD has dim {x_NxD.shape[1]} but centroids_KxD has dim {centroids_KxD.shape[1]}."
+        )
+    n = x_NxD.shape[0]
+    x_pad, _ = shard_rows(jnp.asarray(x_NxD, jnp.float32), mesh)
+    a, d2 = _sharded_assign_fn(mesh, chunk_size=int(chunk_size))(
+        x_pad, jnp.asarray(centroids_KxD, jnp.float32)
+    )
+    return a[:n], d2[:n]
+
+
+@functools.lru_cache(maxsize=64)
+def _sharded_coverage_fn(mesh: Mesh, *, method: str, static_kwargs: tuple):
+    axis = _axis(mesh)
+    kwargs = dict(static_kwargs)
+
+    def per_shard(f_nxD, mask_n, c_RxD, radii_R):
+        radii = radii_R if method == "radius" else None
+        counts = coverage_lib.coverage_counts(
+            f_nxD, c_RxD, mask_n, method=method, radii=radii, **kwargs
+        )
+        return lax.psum(counts, axis)
+
+    fn = jax.shard_map(per_shard, mesh=mesh, in_specs=(P(axis), P(axis), P(), P()), out_specs=P())
+    return jax.jit(fn)
+
+
+def sharded_coverage_scores(
+    features_NxD, centroids_RxD, *, mesh: Mesh, method: str = "voronoi", radii=None, **kwargs
+):
+    """`ecos_jax.coverage.coverage_scores` with the client's rows split over `mesh`.
+
+    Each device counts the votes of its own rows (padding masked out) and the counts are
+    summed with `psum`; the sensitivity is that of the single-device method.
+    """
+    validate_points(features_NxD, "features_NxD")
+    validate_points(centroids_RxD, "centroids_RxD")
+    sensitivity = coverage_lib.coverage_sensitivity(
+        method, m=kwargs.get("m"), max_votes=kwargs.get("max_votes")
+    )
+    f_pad, mask = shard_rows(jnp.asarray(features_NxD, jnp.float32), mesh)
+    fn = _sharded_coverage_fn(mesh, method=method, static_kwargs=tuple(sorted(kwargs.items())))
+    num_centroids = centroids_RxD.shape[0]
+    radii_R = jnp.zeros((num_centroids,), jnp.float32)
+    if method == "radius":
+        if radii is None:
+            raise ValueError("method='radius' needs radii (public per-centroid thresholds).")
+        radii_R = jnp.broadcast_to(jnp.asarray(radii, jnp.float32), (num_centroids,))
+    counts = fn(f_pad, mask, jnp.asarray(centroids_RxD, jnp.float32), radii_R)
+    return coverage_lib.CoverageScores(counts=counts, sensitivity=sensitivity)
