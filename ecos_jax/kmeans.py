@@ -62,8 +62,13 @@ def validate_points(x, name: str = "x") -> None:
         raise ValueError(f"{name} must be a 2-D array [num_points, dim]; got shape {shape}.")
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"{name} must be non-empty; got shape {x.shape}.")
-    if not bool(jnp.isfinite(jnp.asarray(x)).all()):
+    if not bool(_all_finite(jnp.asarray(x))):
         raise ValueError(f"{name} contains NaN or inf; remove or impute those rows first.")
+
+
+@jax.jit
+def _all_finite(x):
+    return jnp.isfinite(x).all()  # fused under jit: no N×d boolean temporary
 
 
 def _validate_weights(weights, n: int) -> None:
