@@ -1,0 +1,1 @@
+"""Runnable ECOS experiments: thin entry points over the `ecos_jax` library."""
