@@ -25,8 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ecos_jax import coverage, kmeans, privacy, sampling
+from ecos_jax import coverage, privacy, sampling
 from ecos_jax.distances import Metric, check_metric, normalize_rows
+from ecos_jax.kmeans import KMeansResult
+from ecos_jax.kmeans import kmeans as fit_kmeans
 
 Direction = Literal["down", "up"]
 
@@ -172,7 +174,7 @@ class Cloud:
             raise ValueError("pool_features must be finite; got NaN or inf.")
         self.pool_features = x
         self.metric = metric
-        self.clustering: kmeans.KMeansResult | None = None
+        self.clustering: KMeansResult | None = None
 
     @property
     def num_pool(self) -> int:
@@ -198,7 +200,7 @@ class Cloud:
         x = jnp.asarray(self.pool_features)
         if self.metric == "cosine":
             x = normalize_rows(x)
-        self.clustering = kmeans.kmeans(
+        self.clustering = fit_kmeans(
             key, x, k=int(num_clusters), num_iters=num_iters, tol=tol, chunk_size=chunk_size
         )
         return CentroidsMessage(np.asarray(self.clustering.centroids))
@@ -273,6 +275,45 @@ def client_respond(
     )
     noisy_R = privacy.privatize(key, scores.counts, sigma=sigma, sensitivity=scores.sensitivity)
     return ScoresMessage(np.asarray(noisy_R, dtype=np.float32))
+
+
+class Client:
+    """The client role: keeps its features private and answers centroids with noisy scores.
+
+    A thin holder around `client_respond`: the features never leave this object except
+    through `respond`, whose only output is a `ScoresMessage`.
+
+    Example:
+      client = Client(client_features, sigma=6.68)
+      scores_msg = client.respond(key, centroids_msg)     # goes up
+
+    References:
+      Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 3 (client side).
+    """
+
+    def __init__(
+        self, client_features, *, sigma: float, method: str = "voronoi", **coverage_kwargs: Any
+    ):
+        x = np.asarray(client_features, dtype=np.float32)
+        if x.ndim != 2:
+            raise ValueError(f"client_features must be 2-D [M, d], got shape {x.shape}.")
+        if not (np.isfinite(sigma) and sigma > 0):
+            raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}.")
+        self._features = x
+        self.sigma = float(sigma)
+        self.method = method
+        self.coverage_kwargs = dict(coverage_kwargs)
+
+    def respond(self, key: jax.Array, message: CentroidsMessage) -> ScoresMessage:
+        """`client_respond` on this client's own features."""
+        return client_respond(
+            key,
+            message,
+            self._features,
+            sigma=self.sigma,
+            method=self.method,
+            **self.coverage_kwargs,
+        )
 
 
 class PrivacyReport(NamedTuple):
@@ -410,19 +451,15 @@ def run_protocol(
             kmeans_key, num_clusters=num_clusters, num_iters=kmeans_iters, chunk_size=chunk_size
         ),
     )
-    up = transcript.record(
-        "up",
-        client_respond(
-            noise_key,
-            down,
-            client_features,
-            sigma=float(sigma),
-            method=method,
-            metric=metric,
-            chunk_size=chunk_size,
-            **coverage_kwargs,
-        ),
+    client = Client(
+        client_features,
+        sigma=float(sigma),
+        method=method,
+        metric=metric,
+        chunk_size=chunk_size,
+        **coverage_kwargs,
     )
+    up = transcript.record("up", client.respond(noise_key, down))
     threshold = None if threshold_multiple is None else threshold_multiple * report.noise_std
     indices = cloud.select(up, budget=budget, kappa=kappa, threshold=threshold, top_k=top_k)
     return ProtocolResult(indices=indices, transcript=transcript, privacy=report)

@@ -106,6 +106,17 @@ def test_client_respond_signature_and_output():
         protocol.client_respond(jax.random.key(1), msg.centroids, client, sigma=1.0)
 
 
+def test_client_role_matches_client_respond():
+    pool, client_x = _data(seed=3)
+    msg = protocol.Cloud(pool).broadcast(jax.random.key(0), num_clusters=6, num_iters=10)
+    client = protocol.Client(client_x, sigma=2.0, method="top_m", m=2)
+    got = client.respond(jax.random.key(4), msg)
+    want = protocol.client_respond(jax.random.key(4), msg, client_x, sigma=2.0, method="top_m", m=2)
+    np.testing.assert_array_equal(got.scores, want.scores)
+    with pytest.raises(ValueError, match="sigma"):
+        protocol.Client(client_x, sigma=0.0)
+
+
 def test_messages_and_transcript_validate():
     m = protocol.CentroidsMessage(np.ones((3, 4), np.float64))
     assert m.centroids.dtype == np.float32 and m.num_bytes == 48
