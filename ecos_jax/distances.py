@@ -26,6 +26,12 @@ def check_metric(metric: str) -> None:
         raise ValueError(f"metric must be 'l2' or 'cosine', got {metric!r}.")
 
 
+@jax.jit
+def all_finite(x: jax.Array) -> jax.Array:
+    """True when no entry is NaN or inf; fused under jit, so no N×d boolean temporary."""
+    return jnp.isfinite(x).all()
+
+
 def normalize_rows(x_NxD: jax.Array, eps: float = 1e-12) -> jax.Array:
     """Scales each row to unit L2 norm (rows of zeros stay zero)."""
     norm_N1 = jnp.linalg.norm(x_NxD, axis=-1, keepdims=True)

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ecos_jax.distances import PRECISION
+from ecos_jax.distances import PRECISION, all_finite
 
 DEFAULT_CHUNK_SIZE = 4096
 
@@ -62,13 +62,8 @@ def validate_points(x, name: str = "x") -> None:
         raise ValueError(f"{name} must be a 2-D array [num_points, dim]; got shape {shape}.")
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"{name} must be non-empty; got shape {x.shape}.")
-    if not bool(_all_finite(jnp.asarray(x))):
+    if not bool(all_finite(jnp.asarray(x))):
         raise ValueError(f"{name} contains NaN or inf; remove or impute those rows first.")
-
-
-@jax.jit
-def _all_finite(x):
-    return jnp.isfinite(x).all()  # fused under jit: no N×d boolean temporary
 
 
 def _validate_weights(weights, n: int) -> None:

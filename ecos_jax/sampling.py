@@ -30,6 +30,7 @@ import numpy as np
 from ecos_jax.distances import (
     PRECISION,
     Metric,
+    all_finite,
     check_metric,
     map_row_chunks,
     normalize_rows,
@@ -301,6 +302,7 @@ def bucket_size(n: int, *, minimum: int = MIN_BUCKET) -> int:
 
 
 @functools.partial(jax.jit, static_argnames=("metric",))
+@functools.partial(jax.jit, static_argnames=("metric",))
 def _distance_to_own_centroid(x_NxD, centroids_RxD, assignments_N, *, metric: str):
     """Distance of every pool row to the centroid of its own cluster, shape [N]."""
     c_NxD = centroids_RxD[assignments_N]
@@ -382,10 +384,7 @@ def ecos_select(
     sizes_R = np.bincount(a_N, minlength=num_clusters)
     n_R = allocate_budget(w_R, sizes_R, budget=budget)
 
-    x_dev = jnp.asarray(x_NxD)
-    dist_N = np.asarray(
-        _distance_to_own_centroid(x_dev, jnp.asarray(c_RxD), jnp.asarray(a_N), metric=metric)
-    )
+    dist_N = np.asarray(_distance_to_own_centroid(x_NxD, c_RxD, jnp.asarray(a_N), metric=metric))
     # Members of each cluster, nearest to their centroid first.
     order = np.lexsort((np.arange(num_pool), dist_N, a_N))
     starts = np.concatenate([[0], np.cumsum(sizes_R)])
@@ -402,15 +401,12 @@ def ecos_select(
             # Every candidate is taken; k-center would only reorder them.
             picked.append(cand)
             continue
-        size = bucket_size(m)
-        feats = np.zeros((size, dim), dtype=np.float32)
-        feats[:m] = x_NxD[cand]
-        mask = np.arange(size) < m
+        feats, mask = _padded_rows(x_NxD, cand)
         res = greedy_k_center(
-            jnp.asarray(feats),
-            jnp.asarray(mask),
-            num_select=min(bucket_size(n), size),
-            seed_point_D=jnp.asarray(c_RxD[r]),
+            feats,
+            mask,
+            num_select=min(bucket_size(n), feats.shape[0]),
+            seed_point_D=c_RxD[r],
             metric=metric,
         )
         # Greedy picks are prefix-consistent: the first n of a longer run are the n-run.
@@ -427,14 +423,25 @@ def _ceil(x: float) -> int:
     return math.ceil(x - 1e-9)
 
 
-def _as_features(x, name: str) -> np.ndarray:
-    """Host float32 copy of a finite [N, D] feature matrix, with a clear error otherwise."""
-    arr = np.asarray(x, dtype=np.float32)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D [N, D], got shape {arr.shape}.")
-    if not np.all(np.isfinite(arr)):
+def _as_features(x, name: str) -> jax.Array:
+    """A finite [N, D] feature matrix as a float32 device array, with a clear error otherwise.
+
+    No copy is made when `x` already is one: pools can be gigabytes.
+    """
+    if getattr(x, "ndim", np.ndim(x)) != 2:
+        raise ValueError(f"{name} must be 2-D [N, D], got shape {np.shape(x)}.")
+    arr = jnp.asarray(x, dtype=jnp.float32)
+    if not bool(all_finite(arr)):
         raise ValueError(f"{name} must be finite; got NaN or inf.")
     return arr
+
+
+def _padded_rows(x_NxD: jax.Array, rows: np.ndarray) -> tuple[jax.Array, jax.Array]:
+    """Rows of `x` gathered on device, padded to `bucket_size(len(rows))`, and their mask."""
+    size = bucket_size(len(rows))
+    idx = np.zeros(size, dtype=np.int64)
+    idx[: len(rows)] = rows
+    return x_NxD[jnp.asarray(idx)], jnp.asarray(np.arange(size) < len(rows))
 
 
 def _check_budget(budget, num_pool: int) -> None:
@@ -498,7 +505,7 @@ def k_center_select(
     _check_budget(budget, x_NxD.shape[0])
     if budget == 0:
         return np.zeros(0, dtype=np.int64)
-    idx = _k_center_pool(key, jnp.asarray(x_NxD), budget=int(budget), metric=metric)
+    idx = _k_center_pool(key, x_NxD, budget=int(budget), metric=metric)
     return np.asarray(idx).astype(np.int64)
 
 
@@ -561,21 +568,13 @@ def oracle_select(
     _check_budget(budget, x_NxD.shape[0])
     if budget == 0:
         return np.zeros(0, dtype=np.int64)
-    d_N = np.asarray(
-        _distance_to_set(
-            jnp.asarray(x_NxD), jnp.asarray(y_MxD), metric=metric, chunk_size=int(chunk_size)
-        )
-    )
+    d_N = np.asarray(_distance_to_set(x_NxD, y_MxD, metric=metric, chunk_size=int(chunk_size)))
     m = min(x_NxD.shape[0], _ceil(float(kappa) * budget))
     cand = np.argsort(d_N, kind="stable")[:m]
     if m == budget:
         return cand.astype(np.int64)
-    size = bucket_size(m)
-    feats = np.zeros((size, x_NxD.shape[1]), dtype=np.float32)
-    feats[:m] = x_NxD[cand]
-    res = greedy_k_center(
-        jnp.asarray(feats), jnp.asarray(np.arange(size) < m), num_select=budget, metric=metric
-    )
+    feats, mask = _padded_rows(x_NxD, cand)
+    res = greedy_k_center(feats, mask, num_select=budget, metric=metric)
     return cand[np.asarray(res.indices)].astype(np.int64)
 
 

@@ -19,17 +19,22 @@ The last line printed is one JSON object with the figures.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import os
 import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import psutil
+from jax import lax
 
 from ecos_jax import kmeans as kmeans_lib
 from ecos_jax.distances import PRECISION
@@ -172,52 +177,98 @@ def scale_point(args) -> dict:
     n, d, k, budget = args.scale_n, args.scale_d, args.scale_k, args.scale_budget
     key = jax.random.key(args.seed)
     k_pool, k_client, k_init, k_noise, k_centers = jax.random.split(key, 5)
-    stages = {}
+    stages, peaks = {}, {}
+    rss = PeakRss()
 
-    @jax.jit
-    def make_pool(key_pool, key_centers):
-        # Generated on the device in one fused op: no host copy of the 2 GB pool.
-        centers = 2.0 * jax.random.normal(key_centers, (k, d))
-        which = jax.random.randint(key_pool, (n,), 0, k)
-        return centers[which] + jax.random.normal(jax.random.fold_in(key_pool, 1), (n, d))
+    with rss.track(peaks, "generate"):
+        t = time.perf_counter()
+        centers = 2.0 * jax.random.normal(k_centers, (k, d))
+        pool = jax.block_until_ready(make_pool(k_pool, centers, n=n))
+        client_rows = jnp.arange(args.scale_clients) * (n // args.scale_clients)
+        client = pool[client_rows] + 0.1 * jax.random.normal(k_client, (args.scale_clients, d))
+        client = jax.block_until_ready(client)
+        stages["generate_s"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    pool = jax.block_until_ready(make_pool(k_pool, k_centers))
-    client = jax.block_until_ready(
-        pool[:: n // args.scale_clients][: args.scale_clients]
-        + 0.1 * jax.random.normal(k_client, (args.scale_clients, d))
-    )
-    stages["generate_s"] = time.perf_counter() - t
+    with rss.track(peaks, "kmeans"):
+        t = time.perf_counter()
+        res = kmeans_lib.kmeans(
+            k_init, pool, k=k, num_iters=20, tol=0.0, chunk_size=args.chunk_size
+        )
+        jax.block_until_ready(res)
+        stages["kmeans_s"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    res = kmeans_lib.kmeans(k_init, pool, k=k, num_iters=20, tol=0.0, chunk_size=args.chunk_size)
-    jax.block_until_ready(res)
-    stages["kmeans_s"] = time.perf_counter() - t
+    with rss.track(peaks, "voronoi_scores"):
+        t = time.perf_counter()
+        scores = coverage.voronoi_scores(client, res.centroids)
+        sigma = privacy.calibrate_sigma(0.58, delta=1e-5)
+        noisy = jax.block_until_ready(privacy.privatize(k_noise, scores, sigma=sigma))
+        stages["voronoi_scores_s"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    scores = coverage.voronoi_scores(client, res.centroids)
-    sigma = privacy.calibrate_sigma(0.58, delta=1e-5)
-    noisy = privacy.privatize(k_noise, scores, sigma=sigma)
-    jax.block_until_ready(noisy)
-    stages["voronoi_scores_s"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    sel = sampling.ecos_select(None, pool, res.assignments, res.centroids, noisy, budget=budget)
-    stages["ecos_select_s"] = time.perf_counter() - t
+    with rss.track(peaks, "ecos_select"):
+        t = time.perf_counter()
+        sel = sampling.ecos_select(None, pool, res.assignments, res.centroids, noisy, budget=budget)
+        stages["ecos_select_s"] = time.perf_counter() - t
     assert len(np.unique(sel)) == budget
 
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    out = {
+    return {
         "n": n,
         "d": d,
         "k": k,
         "budget": budget,
         "clients": args.scale_clients,
         "kmeans_iters": int(res.num_iters),
+        "pool_gib": round(n * d * 4 / 2**30, 2),
         **{s: round(v, 2) for s, v in stages.items()},
+        **{f"peak_rss_{s}_gib": round(v / 2**30, 2) for s, v in peaks.items()},
         "peak_rss_gib": round(peak_gib, 2),
     }
-    return out
+
+
+def _largest_divisor_at_most(n: int, limit: int) -> int:
+    return next(b for b in range(min(n, limit), 0, -1) if n % b == 0)
+
+
+@functools.partial(jax.jit, static_argnames=("n",))
+def make_pool(key, centers_KxD, *, n: int):
+    """n rows around random centres, generated on the device block by block, in place."""
+    k, d = centers_KxD.shape
+    block = _largest_divisor_at_most(n, 16384)
+
+    def body(i, buf):
+        key_i = jax.random.fold_in(key, i)
+        which = jax.random.randint(key_i, (block,), 0, k)
+        noise = jax.random.normal(jax.random.fold_in(key_i, 1), (block, d))
+        return lax.dynamic_update_slice_in_dim(buf, centers_KxD[which] + noise, i * block, 0)
+
+    return lax.fori_loop(0, n // block, body, jnp.zeros((n, d), jnp.float32))
+
+
+class PeakRss:
+    """Samples this process's resident memory every few ms; the max over a `track` block."""
+
+    def __init__(self, interval_s: float = 0.005):
+        self.interval_s = interval_s
+        self.process = psutil.Process()
+
+    @contextlib.contextmanager
+    def track(self, peaks: dict, stage: str):
+        stop = threading.Event()
+        peak = [self.process.memory_info().rss]
+
+        def poll():
+            while not stop.is_set():
+                peak[0] = max(peak[0], self.process.memory_info().rss)
+                stop.wait(self.interval_s)
+
+        thread = threading.Thread(target=poll, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            peaks[stage] = max(peak[0], self.process.memory_info().rss)
 
 
 def parse_args(argv=None):
