@@ -121,8 +121,9 @@ def test_numpy_only_unpickler_refuses_other_globals(tmp_path):
         sources.load_numpy_pickle(path)
 
 
-def _version_dir(data_dir):
-    return pathlib.Path(builder.domain_config("fontdigits", num_train=20, num_test=10).name)
+def _small_version_dir(data_dir):
+    name = builder.domain_config("fontdigits", num_train=20, num_test=10).name
+    return data_dir / "ecos_digits" / name / str(builder.EcosDigits.VERSION)
 
 
 def _build_small(data_dir):
@@ -168,8 +169,7 @@ def test_interrupted_build_never_counts_as_built(tmp_path, monkeypatch, read_all
     with pytest.raises(KeyboardInterrupt):
         _build_small(tmp_path)
     monkeypatch.setattr(domains, "generate_domain", real)
-    config_dir = tmp_path / "ecos_digits" / _version_dir(tmp_path)
-    assert not (config_dir / "1.0.0" / builder.MANIFEST).exists()
+    assert not (_small_version_dir(tmp_path) / builder.MANIFEST).exists()
     built = _build_small(tmp_path)
     assert len(read_all(built, "train")[2]) == 20 and len(read_all(built, "test")[2]) == 10
 
