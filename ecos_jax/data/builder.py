@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import pathlib
 import shutil
@@ -196,6 +197,17 @@ def cache_problem(builder: EcosDigits) -> str | None:
     return None
 
 
+def _quiet_builder(config: DigitsDomainConfig, root: pathlib.Path) -> EcosDigits:
+    """The builder, without TFDS's log lines about custom configs and unbuilt folders."""
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        return EcosDigits(config=config, data_dir=str(root), file_format="array_record")
+    finally:
+        absl_logger.setLevel(level)
+
+
 def prepare_domain(
     domain: str,
     *,
@@ -226,8 +238,7 @@ def prepare_domain(
     """
     config = domain_config(domain, num_train=num_train, num_test=num_test, seed=seed)
     root = resolve_data_dir(data_dir)
-    with warnings.catch_warnings():
-        builder = EcosDigits(config=config, data_dir=str(root), file_format="array_record")
+    builder = _quiet_builder(config, root)
     if builder.is_prepared():
         problem = cache_problem(builder)
         if problem is None:
@@ -237,7 +248,7 @@ def prepare_domain(
             stacklevel=2,
         )
         shutil.rmtree(builder.data_dir)
-        builder = EcosDigits(config=config, data_dir=str(root), file_format="array_record")
+        builder = _quiet_builder(config, root)
     builder.download_and_prepare(file_format="array_record")
     _write_manifest(builder)
     problem = cache_problem(builder)
