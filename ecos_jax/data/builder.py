@@ -64,6 +64,8 @@ def domain_config(
     full_train, full_test = spec.full_counts
     num_train = full_train if num_train is None else int(num_train)
     num_test = full_test if num_test is None else int(num_test)
+    domains_lib.check_count(domain, "train", num_train)
+    domains_lib.check_count(domain, "test", num_test)
     if (num_train, num_test, seed) == (full_train, full_test, 0):
         return _FULL_CONFIGS[domain]
     return DigitsDomainConfig(

@@ -235,13 +235,15 @@ def generate_domain(domain: str, split: str, *, num: int, seed: int) -> DomainAr
       Hong et al., ECOS, NeurIPS 2022 (arXiv 2210.12575), Digits benchmark; Ganin &
       Lempitsky 2015 for the SynthDigits and MNIST-M recipes.
     """
+    check_count(domain, split, num)
+    return _GENERATORS[domain](split, num, _rng(domain, split, seed))
+
+
+def check_count(domain: str, split: str, num: int) -> None:
+    """Raises a ValueError unless ``num`` examples of ``domain``'s ``split`` can be made."""
     spec = check_domain(domain)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    limit = spec.full_counts[SPLITS.index(split)]
-    if not 1 <= num <= (limit if spec.source_limited else 10**6 - 1):
-        raise ValueError(
-            f"num={num} is out of range for {domain} {split}; use 1.."
-            f"{limit if spec.source_limited else 10**6 - 1}"
-        )
-    return _GENERATORS[domain](split, num, _rng(domain, split, seed))
+    limit = spec.full_counts[SPLITS.index(split)] if spec.source_limited else TEST_ID_OFFSET - 1
+    if not 1 <= num <= limit:
+        raise ValueError(f"num_{split}={num} is out of range for {domain}; use 1..{limit}")

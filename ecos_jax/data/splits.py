@@ -164,8 +164,9 @@ def load_split(
         test split: an int for all domains, a mapping domain -> int, or None (no cap).
       domains: the labelled domains to use (default: all of the dataset's); must include
         ``client_domain``. Unrelated domains named here are required.
-      include_unrelated: add the dataset's unrelated domains (label -1) to the pool; those
-        whose source is not installed are skipped with a warning.
+      include_unrelated: add the dataset's unrelated domains (label -1) to the pool; offline
+        ones whose source is not installed are skipped with a warning, a catalog one that
+        is not prepared raises like any other catalog dataset.
       data_dir: TFDS data dir (None: ``$ECOS_DATA_DIR``, else ``~/.cache/ecos_jax/tfds``).
       image_size: output side in pixels (None: the dataset's default: 28, 32 or 64).
       build_counts: (train, test) examples per offline domain to build; None builds the

@@ -188,4 +188,6 @@ def test_bad_arguments_raise():
         generate_domain("mnist", "val", num=5, seed=0)
     with pytest.raises(ValueError, match="out of range"):
         generate_domain("optdigits", "train", num=5000, seed=0)
+    with pytest.raises(ValueError, match="num_test=0 is out of range for mnist"):
+        prepare_domain("mnist", data_dir="/nonexistent", num_train=10, num_test=0)
     assert set(DIGIT_DOMAINS) <= set(ALL_DOMAINS)
