@@ -8,12 +8,17 @@ Both sides take the same uint8 NHWC batch and return float32 [B, 1280] features 
 NumPy: ours runs the jitted extractor (normalisation inside, batch norm folded, depthwise
 convolutions as fused slices); PyTorch runs an `nn.Module` of the same architecture with
 the same state dict (`torch_reference.py`), NCHW, under `torch.inference_mode()` with
-`torch.set_num_threads(<cores>)`. XLA's CPU runtime sizes its thread pool to the
-machine's cores. After one warm-up call each, ours and torch alternate (the order flips
-every repeat) and the median time is reported, since other processes may share the CPU.
+`torch.set_num_threads(<cores>)` and `OMP_WAIT_POLICY=PASSIVE` (spinning OpenMP
+threads stall when other processes share the cores: measured 2.4× slower). XLA's CPU
+runtime sizes its thread pool to the machine's cores. After one warm-up call each, the
+runs alternate (the order rotates every repeat) and the median time is reported, since
+other processes may share the CPU.
+
+PyTorch runs twice: NCHW (its default layout, the `torch_img_s` / `ratio` columns) and
+channels-last (`torch_channels_last_img_s` / `ratio_channels_last`), often faster on CPU.
 
 The last line printed is a JSON object
-  {"<res>": {"ours_img_s": …, "torch_img_s": …, "ratio": ours/torch}, …}.
+  {"<res>": {"ours_img_s": …, "torch_img_s": …, "ratio": ours/torch, …}, …}.
 
 Expected (2 shared CPU cores, EfficientNet-Lite0, batch 256): ratio > 1 at 32, 64 and
 96 px.
@@ -38,8 +43,8 @@ from ecos_jax.features.torch_reference import torch_reference_model
 from ecos_jax.features.weights import weight_file
 
 
-def _torch_forward(torch, model, name: str):
-    """uint8 NHWC numpy → normalised NCHW float tensor → features numpy."""
+def _torch_forward(torch, model, name: str, *, channels_last: bool):
+    """uint8 NHWC numpy → normalised float tensor (NCHW or channels-last) → features."""
     if name == "efficientnet_lite0":
         shift, scale = torch.tensor(127.0), torch.tensor(128.0)
     else:
@@ -49,7 +54,10 @@ def _torch_forward(torch, model, name: str):
     def forward(images_NHWC: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             x = torch.from_numpy(images_NHWC).permute(0, 3, 1, 2).float()
-            return model((x - shift) / scale).numpy()
+            x = (x - shift) / scale
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            return model(x).numpy()
 
     return forward
 
@@ -69,21 +77,34 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument(
+        "--omp-wait-policy",
+        default="PASSIVE",
+        choices=["PASSIVE", "ACTIVE"],
+        help="OpenMP wait policy for torch; PASSIVE is 2x faster on a shared, loaded CPU",
+    )
     args = parser.parse_args(argv)
 
+    # Read once, when torch's OpenMP runtime starts: set before importing torch.
+    os.environ.setdefault("OMP_WAIT_POLICY", args.omp_wait_policy)
     import torch
 
     torch.set_num_threads(args.threads)
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-        f"torch {torch.__version__} threads={torch.get_num_threads()}; "
+        f"torch {torch.__version__} threads={torch.get_num_threads()} "
+        f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; "
         f"jax {jax.__version__} {jax.devices()[0].platform} "
         f"(XLA CPU thread pool = {os.cpu_count()} cores, "
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}); load average "
         f"{os.getloadavg()[0]:.1f}"
     )
     reference = torch_reference_model(args.model, load_torch_checkpoint(weight_file(args.model)))
-    torch_forward = _torch_forward(torch, reference, args.model)
+    torch_forward = _torch_forward(torch, reference, args.model, channels_last=False)
+    reference_cl = torch_reference_model(
+        args.model, load_torch_checkpoint(weight_file(args.model))
+    ).to(memory_format=torch.channels_last)
+    torch_forward_cl = _torch_forward(torch, reference_cl, args.model, channels_last=True)
     rng = np.random.default_rng(0)
     results = {}
     for res in args.resolutions:
@@ -98,25 +119,28 @@ def main(argv: list[str] | None = None) -> dict:
         def theirs(images=images):
             return torch_forward(images)
 
-        got, want = ours(), theirs()  # warm-up (and compile)
+        def theirs_cl(images=images):
+            return torch_forward_cl(images)
+
+        got, want, want_cl = ours(), theirs(), theirs_cl()  # warm-up (and compile)
         rel = float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
-        times = {"ours": [], "torch": []}
+        rel_cl = float(np.max(np.abs(got - want_cl)) / np.max(np.abs(want_cl)))
+        runs = [("ours", ours), ("torch", theirs), ("torch_channels_last", theirs_cl)]
+        times: dict[str, list[float]] = {label: [] for label, _ in runs}
         for r in range(args.repeats):
-            order = [("ours", ours), ("torch", theirs)]
-            for label, fn in order if r % 2 == 0 else order[::-1]:
+            for label, fn in runs[r % 3 :] + runs[: r % 3]:  # rotate the order
                 times[label].append(_time(fn))
-        ours_s, torch_s = (statistics.median(times[k]) for k in ("ours", "torch"))
+        median = {label: statistics.median(ts) for label, ts in times.items()}
         results[str(res)] = {
-            "ours_img_s": round(args.batch_size / ours_s, 1),
-            "torch_img_s": round(args.batch_size / torch_s, 1),
-            "ratio": round(torch_s / ours_s, 2),
+            "ours_img_s": round(args.batch_size / median["ours"], 1),
+            "torch_img_s": round(args.batch_size / median["torch"], 1),
+            "ratio": round(median["torch"] / median["ours"], 2),
+            "torch_channels_last_img_s": round(args.batch_size / median["torch_channels_last"], 1),
+            "ratio_channels_last": round(median["torch_channels_last"] / median["ours"], 2),
         }
-        print(
-            f"# {res}px: ours {results[str(res)]['ours_img_s']} img/s "
-            f"(times {[round(t, 3) for t in times['ours']]}), torch "
-            f"{results[str(res)]['torch_img_s']} img/s "
-            f"(times {[round(t, 3) for t in times['torch']]}), max rel diff {rel:.1e}"
-        )
+        for label, ts in times.items():
+            print(f"# {res}px {label}: seconds per batch {[round(t, 3) for t in ts]}")
+        print(f"# {res}px max relative difference vs torch: {rel:.1e} (channels-last {rel_cl:.1e})")
     print(json.dumps(results))
     return results
 
