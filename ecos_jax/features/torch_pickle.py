@@ -82,6 +82,11 @@ def _rebuild_tensor(
         raise UnsafeCheckpointError(
             f"tensor rebuild: view reaches element {last} of a storage of {storage.shape[0]}."
         )
+    if np.prod(size, dtype=np.float64) > storage.shape[0]:
+        # Only stride-0 (broadcast) views can do this; refusing them bounds memory use.
+        raise UnsafeCheckpointError(
+            f"tensor rebuild: {size} has more elements than its storage of {storage.shape[0]}."
+        )
     item = storage.dtype.itemsize
     view = np.lib.stride_tricks.as_strided(
         storage[storage_offset:],
@@ -113,12 +118,35 @@ def _ignore(*args, **kwargs) -> None:
     del args, kwargs
 
 
+class _Sealed:
+    """An allowlisted callable that pickle's BUILD opcode cannot modify."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        object.__setattr__(self, "fn", fn)
+
+    def __call__(self, *args):
+        return self.fn(*args)
+
+    def __setattr__(self, name, value):
+        raise UnsafeCheckpointError(f"the checkpoint tries to modify {self.fn.__name__}.")
+
+    def __setstate__(self, state):
+        raise UnsafeCheckpointError(f"the checkpoint tries to modify {self.fn.__name__}.")
+
+
+_REBUILD_TENSOR = _Sealed(_rebuild_tensor)
+_REBUILD_TENSOR_V2 = _Sealed(_rebuild_tensor_v2)
+_REBUILD_PARAMETER = _Sealed(_rebuild_parameter)
+_IGNORE = _Sealed(_ignore)
+
 #: The complete allowlist: (module, name) -> local stand-in.
 _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_tensor"): _REBUILD_TENSOR,
+    ("torch._utils", "_rebuild_tensor_v2"): _REBUILD_TENSOR_V2,
+    ("torch._utils", "_rebuild_parameter"): _REBUILD_PARAMETER,
     **{("torch", name): _StorageType(name, dtype) for name, dtype in _STORAGE_DTYPES.items()},
 }
 
@@ -142,8 +170,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
                 "types and collections.OrderedDict); this file names something else, so it "
                 "is either not a plain state dict or it was crafted to run code."
             ) from None
-        if self._probe and obj in (_rebuild_tensor, _rebuild_tensor_v2, _rebuild_parameter):
-            return _ignore
+        if self._probe and obj in (_REBUILD_TENSOR, _REBUILD_TENSOR_V2, _REBUILD_PARAMETER):
+            return _IGNORE
         return obj
 
     def persistent_load(self, pid):
@@ -315,8 +343,24 @@ def load_torch_checkpoint(path: str | os.PathLike) -> Any:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint file not found: {path}")
-    if zipfile.is_zipfile(path):
-        return _load_zip(path, source=path)
-    with open(path, "rb") as f:
-        data = f.read()
-    return _load_legacy(data, source=path)
+    try:
+        if zipfile.is_zipfile(path):
+            return _load_zip(path, source=path)
+        with open(path, "rb") as f:
+            data = f.read()
+        return _load_legacy(data, source=path)
+    except UnsafeCheckpointError:
+        raise
+    except (
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+    ) as e:
+        raise UnsafeCheckpointError(
+            f"{path}: malformed checkpoint ({type(e).__name__}: {e})."
+        ) from None

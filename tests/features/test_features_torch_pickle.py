@@ -194,3 +194,26 @@ def test_storage_size_mismatch_is_refused(tmp_path):
     _zip_with_storage(path, _tensor_pickle(numel=8, size=4), np.zeros(4))
     with pytest.raises(UnsafeCheckpointError, match="has 16 bytes, expected 32"):
         load_torch_checkpoint(path)
+
+
+def test_build_cannot_modify_allowlisted_functions(tmp_path):
+    path = tmp_path / "build.pth"
+    _zip_file(path, b"ctorch._utils\n_rebuild_tensor_v2\n(dS'__defaults__'\n(I1\ntsb.")
+    with pytest.raises(UnsafeCheckpointError, match="tries to modify _rebuild_tensor_v2"):
+        load_torch_checkpoint(path)
+
+
+def test_broadcast_view_is_refused(tmp_path):
+    # size 10**9 with stride 0 would allocate gigabytes from a 4-element storage.
+    path = tmp_path / "broadcast.pth"
+    data = _tensor_pickle(numel=4, size=10**9).replace(b"(I1\nt", b"(I0\nt")
+    _zip_with_storage(path, data, np.zeros(4))
+    with pytest.raises(UnsafeCheckpointError, match="more elements than its storage"):
+        load_torch_checkpoint(path)
+
+
+def test_calling_a_storage_type_is_a_clear_error(tmp_path):
+    path = tmp_path / "call_storage.pth"
+    _zip_file(path, b"ctorch\nFloatStorage\n(I1\ntR.")
+    with pytest.raises(UnsafeCheckpointError, match="malformed checkpoint"):
+        load_torch_checkpoint(path)
