@@ -33,6 +33,7 @@ __all__ = [
     "FeatureExtractor",
     "PretrainedExtractor",
     "batched_map",
+    "cache_path",
     "cached_features",
     "check_images",
     "default_cache_dir",
@@ -341,8 +342,8 @@ def _pretrained_forward(module: nn.Module, resolution: int) -> Callable:
 
 
 def extract_features(
-    model: str | PretrainedExtractor = "efficientnet_lite0",
-    images: np.ndarray | None = None,
+    model: str | PretrainedExtractor,
+    images: np.ndarray,
     *,
     resolution: int | None = None,
     batch_size: int = 256,
@@ -375,8 +376,6 @@ def extract_features(
     References:
       Hong et al., ECOS, NeurIPS 2022 (arXiv:2210.12575): the shared frozen extractor φ.
     """
-    if images is None:
-        raise ValueError("images is required: a uint8 array [N, H, W, 3].")
     if isinstance(model, PretrainedExtractor):
         extractor = model
     else:
