@@ -5,7 +5,8 @@
 Writes to DIR (each file atomically): config.json, metrics.jsonl (one object per
 method × budget × seed), results.md (mean ± std table), id_fraction.png, proximity.png.
 Prints the table; the last stdout line is one JSON object with the headline figures.
-The features are SYNTHETIC unless `get_features` is given a real source.
+Features come from `config.data.source`: the offline Digits benchmark through a frozen
+extractor (default), a prepared catalog dataset, or a SYNTHETIC Gaussian mixture.
 
 References:
   Hong, Lyu, Zhou, Spranger. "Outsourcing Training without Uploading Data via Efficient
@@ -37,28 +38,70 @@ _DEFAULT_CONFIG = str(Path(__file__).resolve().parent / "configs" / "sampling_qu
 METHOD_NAMES = {"ecos": "ECOS", "random": "Random", "k_center": "K-Center", "oracle": "Oracle"}
 
 
-def get_features(data_config) -> synthetic.FeatureBenchmark:
+def get_features(config) -> tuple[synthetic.FeatureBenchmark, str]:
     """The "features z = φ(x)" step: client and pool features plus evaluation labels.
 
-    Only `source="synthetic"` exists here (Gaussian mixtures, `ecos_jax.synthetic`); a real
-    pool with a frozen extractor returns the same `FeatureBenchmark` fields.
+    Returns the features and a sentence that says what they are, for the results header.
     """
-    if data_config.source != "synthetic":
-        raise ValueError(f"data.source must be 'synthetic', got {data_config.source!r}.")
-    return synthetic.make_feature_benchmark(
-        jax.random.key(data_config.seed),
-        num_domains=data_config.num_domains,
-        num_classes=data_config.num_classes,
-        dim=data_config.dim,
-        per_domain=data_config.per_domain,
-        client_domain=data_config.client_domain,
-        regime=data_config.regime,
-        client_fraction=data_config.client_fraction,
-        class_scale=data_config.class_scale,
-        domain_shift=data_config.domain_shift,
-        style_strength=data_config.style_strength,
-        noise_std=data_config.noise_std,
+    source = config.data.source
+    if source == "synthetic":
+        syn = config.data.synthetic
+        bench = synthetic.make_feature_benchmark(
+            jax.random.key(syn.seed),
+            num_domains=syn.num_domains,
+            num_classes=syn.num_classes,
+            dim=syn.dim,
+            per_domain=syn.per_domain,
+            client_domain=syn.client_domain,
+            regime=syn.regime,
+            client_fraction=syn.client_fraction,
+            class_scale=syn.class_scale,
+            domain_shift=syn.domain_shift,
+            style_strength=syn.style_strength,
+            noise_std=syn.noise_std,
+        )
+        about = (
+            f"SYNTHETIC Gaussian-mixture features ({syn.num_domains} domains × "
+            f"{syn.num_classes} classes, d={syn.dim}), regime {syn.regime}, client domain "
+            f"{syn.client_domain}. Not real data: these figures test the selection mechanics "
+            "only."
+        )
+        return bench, about
+
+    from ecos_jax import data, feature_benchmark
+
+    img, fcfg = config.data.images, config.features
+    build = (img.build_train, img.build_test) if img.build_train else None
+    split = data.load_split(
+        source,
+        img.client_domain,
+        img.regime,
+        img.split_seed,
+        caps=img.caps or None,
+        include_unrelated=img.include_unrelated,
+        data_dir=img.data_dir,
+        build_counts=build,
     )
+    extractor = feature_benchmark.make_extractor(
+        fcfg.extractor,
+        pool_images=split.pool_images,
+        pool_labels=split.pool_oracle.labels,
+        resolution=fcfg.resolution,
+        batch_size=fcfg.batch_size,
+        dim=fcfg.dim,
+    )
+    tag = None
+    if fcfg.cache:
+        tag = f"{source}-seed{img.split_seed}-{img.regime}-caps{img.caps}-build{build}"
+        tag += f"-unrelated{int(img.include_unrelated)}"
+    bench = feature_benchmark.featurize_split(split, extractor, cache_tag=tag)
+    about = (
+        f"{source} images (offline benchmark `ecos_jax.data`; pool domains "
+        f"{', '.join(split.domains)}), regime {img.regime}, client domain "
+        f"{img.client_domain}, at most {img.caps} examples per domain; features φ = "
+        f"{extractor.name} (d={bench.pool_features.shape[1]})."
+    )
+    return bench, about
 
 
 def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
@@ -70,7 +113,7 @@ def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
         if method not in METHOD_NAMES:
             raise ValueError(f"unknown method {method!r}; choose from {sorted(METHOD_NAMES)}.")
 
-    bench = get_features(config.data)
+    bench, about = get_features(config)
     pool, client = bench.pool_features, bench.client_features
     ecfg = config.ecos
     sigma = privacy.calibrate_sigma(
@@ -138,7 +181,7 @@ def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
 
     _atomic_write(workdir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     summary_rows = _aggregate(rows, config)
-    header = _header(config, bench, sigma, eps, raw)
+    header = _header(config, bench, about, sigma, eps, raw)
     table = _markdown_table(summary_rows)
     _atomic_write(workdir / "results.md", header + "\n" + table + "\n")
     for field, label in (("id_fraction", "ID fraction"), ("proximity", "proximity (lower=closer)")):
@@ -263,18 +306,15 @@ def _markdown_table(summary_rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _header(config, bench, sigma: float, eps: dict, raw: protocol.ComparisonBytes) -> str:
+def _header(config, bench, about: str, sigma: float, eps: dict, raw) -> str:
     """What was run, in words, above the table."""
-    d = config.data
     num_id = int(np.sum(bench.pool_domains == bench.client_domain))
-    num_pool, dim = bench.pool_features.shape
+    num_pool = bench.pool_features.shape[0]
+    title = "a SYNTHETIC feature pool" if config.data.source == "synthetic" else "real images"
     return (
-        "# Selection quality on a SYNTHETIC feature pool\n\n"
-        f"Data: SYNTHETIC Gaussian-mixture features ({d.num_domains} domains × "
-        f"{d.num_classes} classes, d={dim}), regime {d.regime}: pool {num_pool:,} points of "
-        f"which {num_id:,} ({num_id / num_pool:.1%}) are from the client domain "
-        f"{bench.client_domain}; client {bench.client_features.shape[0]:,} points. "
-        "Not real data: these figures test the selection mechanics only.\n\n"
+        f"# Selection quality on {title}\n\n"
+        f"Data: {about} Pool {num_pool:,} points of which {num_id:,} ({num_id / num_pool:.1%}) "
+        f"are from the client domain; client {bench.client_features.shape[0]:,} points.\n\n"
         f"ECOS: k-means R={config.ecos.num_clusters}, {config.ecos.method} scores, "
         f"σ={sigma:.3f} (calibrated to ε={config.ecos.target_epsilon} at "
         f"δ={config.ecos.delta:g}, {config.ecos.accountant.upper()}), ε_RDP={eps['rdp']:.3f}, "
@@ -306,11 +346,18 @@ def _plot(summary_rows: list[dict], config, field: str, label: str, path: Path) 
         )
     ax.set_xlabel("budget B")
     ax.set_ylabel(label)
-    ax.set_title(f"{label} (SYNTHETIC pool)")
+    ax.set_title(f"{label} ({_data_label(config)})")
     ax.legend()
     fig.tight_layout()
     _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120), binary=True)
     plt.close(fig)
+
+
+def _data_label(config) -> str:
+    """Short name of the data for plot titles."""
+    if config.data.source == "synthetic":
+        return "SYNTHETIC pool"
+    return f"{config.data.source}, client {config.data.images.client_domain}"
 
 
 def _final_summary(summary_rows: list[dict], config, eps: dict) -> dict[str, Any]:
@@ -324,7 +371,7 @@ def _final_summary(summary_rows: list[dict], config, eps: dict) -> dict[str, Any
 
     ecos = pick("ecos", report) if "ecos" in config.methods else None
     return {
-        "data": "SYNTHETIC",
+        "data": "SYNTHETIC" if config.data.source == "synthetic" else config.data.source,
         "budget": report,
         "methods": {
             m: {

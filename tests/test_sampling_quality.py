@@ -25,7 +25,7 @@ def test_smoke_run_writes_all_artefacts(tmp_path):
             "-m",
             "experiments.sampling_quality",
             f"--workdir={workdir}",
-            f"--config={config}:smoke",
+            f"--config={config}:synthetic_smoke",
         ],
         cwd=REPO,
         capture_output=True,
@@ -55,9 +55,27 @@ def test_smoke_run_writes_all_artefacts(tmp_path):
     for r in rows:
         assert r["num_selected"] == r["budget"] == r["num_unique"]
     config_json = json.loads((workdir / "config.json").read_text())
-    assert config_json["variant"] == "smoke"
+    assert config_json["variant"] == "synthetic_smoke"
     assert "SYNTHETIC" in (workdir / "results.md").read_text()
     assert "SYNTHETIC" in proc.stdout
+
+
+def test_smoke_run_on_the_digits_benchmark(tmp_path, monkeypatch):
+    """The default path: offline Digits images (a small build) through EfficientNet-Lite0."""
+    from experiments import sampling_quality
+    from experiments.configs import sampling_quality as cfg
+
+    config = cfg.get_config("smoke")
+    config.data.images.data_dir = str(tmp_path / "tfds")
+    config.data.images.include_unrelated = False
+    config.seeds = (1,)
+    summary = sampling_quality.run(config, tmp_path / "sq")
+    assert summary["data"] == "digits"
+    assert summary["bytes_down"] == 4 * 10 * 1280 and summary["bytes_up"] == 4 * 10
+    for figures in summary["methods"].values():
+        assert 0.0 <= figures["id_fraction"] <= 1.0 and figures["proximity"] > 0
+    text = (tmp_path / "sq" / "results.md").read_text()
+    assert "efficientnet_lite0-32px" in text and "SYNTHETIC" not in text
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
@@ -84,7 +102,10 @@ def test_smoke_config_is_small_and_default_is_the_paper_setting():
     assert default.ecos.num_clusters == 50 and default.ecos.kappa == 1.5
     assert default.ecos.target_epsilon == 0.58 and default.ecos.delta == 1e-5
     assert tuple(default.budgets) == (1000, 3000) and tuple(default.seeds) == (1, 2, 3)
-    assert smoke.data.per_domain < default.data.per_domain
+    assert smoke.data.synthetic.per_domain <= default.data.synthetic.per_domain
+    assert smoke.data.images.caps < default.data.images.caps
+    assert default.data.source == "digits" and smoke.data.source == "digits"
+    assert cfg.get_config("synthetic").data.source == "synthetic"
     with pytest.raises(ValueError, match="variant"):
         cfg.get_config("huge")
 

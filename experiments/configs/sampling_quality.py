@@ -33,32 +33,56 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
+VARIANTS = ("default", "smoke", "synthetic", "synthetic_smoke")
+
 
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
-    """Returns the config; `variant` is None/"default" or "smoke" (tiny, for CI)."""
+    """Returns the config for `variant`, one of `VARIANTS` (None means "default")."""
     variant = (variant or "default").strip()
-    if variant not in ("default", "smoke"):
-        raise ValueError(f"unknown config variant {variant!r}; use 'default' or 'smoke'.")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown config variant {variant!r}; use one of {VARIANTS}.")
 
     config = ml_collections.ConfigDict()
     config.variant = variant
 
-    # Where features come from. "synthetic" is the only source of this experiment; a real
-    # pool + frozen extractor plugs in at `experiments.sampling_quality.get_features`.
     config.data = ml_collections.ConfigDict()
-    config.data.source = "synthetic"
-    config.data.seed = 0  # the benchmark is fixed; run seeds vary the methods' randomness
-    config.data.num_domains = 6
-    config.data.num_classes = 10
-    config.data.dim = 64
-    config.data.per_domain = 8000
-    config.data.client_domain = 0
-    config.data.regime = "id+ood"
-    config.data.client_fraction = 0.5
-    config.data.class_scale = 1.0
-    config.data.domain_shift = 2.0
-    config.data.style_strength = 0.5
-    config.data.noise_std = 1.0
+    # "digits": the offline multi-domain Digits benchmark (ecos_jax.data); "tfds_digits" and
+    # "domainnet": catalog datasets the user has prepared; "synthetic": Gaussian mixtures.
+    config.data.source = "digits"
+
+    # Real images (any source but "synthetic"), featurised by `config.features`.
+    config.data.images = ml_collections.ConfigDict()
+    config.data.images.client_domain = "mnist_blend"
+    config.data.images.regime = "id+ood"
+    config.data.images.split_seed = 0
+    config.data.images.caps = 4000  # examples per domain read from each train split
+    config.data.images.include_unrelated = True  # Fashion-MNIST and animal silhouettes
+    config.data.images.build_train = 0  # examples per domain to build; 0 = the full build
+    config.data.images.build_test = 0
+    config.data.images.data_dir = config_dict.placeholder(str)  # None: $ECOS_DATA_DIR or cache
+
+    config.features = ml_collections.ConfigDict()
+    config.features.extractor = "efficientnet_lite0"
+    config.features.resolution = 32
+    config.features.batch_size = 256
+    config.features.dim = 64  # width of the fitted extractors (pixels_pca, small_cnn)
+    config.features.cache = True
+
+    # SYNTHETIC features (source "synthetic").
+    config.data.synthetic = ml_collections.ConfigDict()
+    syn = config.data.synthetic
+    syn.seed = 0  # the benchmark is fixed; run seeds vary the methods' randomness
+    syn.num_domains = 6
+    syn.num_classes = 10
+    syn.dim = 64
+    syn.per_domain = 8000
+    syn.client_domain = 0
+    syn.regime = "id+ood"
+    syn.client_fraction = 0.5
+    syn.class_scale = 1.0
+    syn.domain_shift = 2.0
+    syn.style_strength = 0.5
+    syn.noise_std = 1.0
 
     config.ecos = ml_collections.ConfigDict()
     config.ecos.num_clusters = 50
@@ -79,11 +103,18 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.seeds = (1, 2, 3)
     config.report_budget = 1000  # the budget of the final JSON line's headline figures
 
+    if variant in ("synthetic", "synthetic_smoke"):
+        config.data.source = "synthetic"
     if variant == "smoke":
-        config.data.num_domains = 4
-        config.data.num_classes = 5
-        config.data.dim = 16
-        config.data.per_domain = 600
+        config.data.images.caps = 300
+        config.data.images.build_train = 600
+        config.data.images.build_test = 120
+        config.features.cache = False
+    if variant in ("smoke", "synthetic_smoke"):
+        syn.num_domains = 4
+        syn.num_classes = 5
+        syn.dim = 16
+        syn.per_domain = 600
         config.ecos.num_clusters = 10
         config.ecos.kmeans_iters = 20
         config.budgets = (50, 150)
