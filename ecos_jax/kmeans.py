@@ -370,6 +370,30 @@ def _kmeans_from(x_NxD, w_N, c_KxD, *, num_iters, tol, chunk_size):
     )
 
 
+def prepare_inputs(
+    key, x_NxD, *, k, num_iters, tol, weights, init, chunk_size, init_sample_size
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Validates `kmeans` arguments; returns float32 points, weights and initial centroids.
+
+    Shared by `kmeans` and `ecos_jax.sharding.sharded_kmeans`, so both seed identically.
+    """
+    validate_points(x_NxD, "x_NxD")
+    n, d = x_NxD.shape
+    _validate_sizes(n, k=k, num_iters=num_iters, chunk_size=chunk_size)
+    _validate_weights(weights, n)
+    if not (math.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be a finite number >= 0; got {tol!r}.")
+    x = jnp.asarray(x_NxD, jnp.float32)
+    w = jnp.ones((n,), jnp.float32) if weights is None else jnp.asarray(weights, jnp.float32)
+    if init is None:
+        init = kmeans_plusplus_init(key, x, k=k, weights=weights, sample_size=init_sample_size)
+    else:
+        if getattr(init, "shape", None) != (k, d):
+            raise ValueError(f"init must have shape (k, d) = ({k}, {d}); got {init.shape}.")
+        validate_points(init, "init")
+    return x, w, jnp.asarray(init, jnp.float32)
+
+
 def kmeans(
     key: jax.Array,
     x_NxD: jax.Array,
@@ -412,24 +436,21 @@ def kmeans(
     References:
       Hong et al., NeurIPS 2022 (ECOS, protocol step 1); Lloyd, IEEE Trans. IT 1982.
     """
-    validate_points(x_NxD, "x_NxD")
-    n, d = x_NxD.shape
-    _validate_sizes(n, k=k, num_iters=num_iters, chunk_size=chunk_size)
-    _validate_weights(weights, n)
-    if not (math.isfinite(tol) and tol >= 0):
-        raise ValueError(f"tol must be a finite number >= 0; got {tol!r}.")
-    x = jnp.asarray(x_NxD, jnp.float32)
-    w = jnp.ones((n,), jnp.float32) if weights is None else jnp.asarray(weights, jnp.float32)
-    if init is None:
-        init = kmeans_plusplus_init(key, x, k=k, weights=weights, sample_size=init_sample_size)
-    else:
-        if getattr(init, "shape", None) != (k, d):
-            raise ValueError(f"init must have shape (k, d) = ({k}, {d}); got {init.shape}.")
-        validate_points(init, "init")
+    x, w, init = prepare_inputs(
+        key,
+        x_NxD,
+        k=k,
+        num_iters=num_iters,
+        tol=tol,
+        weights=weights,
+        init=init,
+        chunk_size=chunk_size,
+        init_sample_size=init_sample_size,
+    )
     return _kmeans_from(
         x,
         w,
-        jnp.asarray(init, jnp.float32),
+        init,
         num_iters=int(num_iters),
         tol=float(tol),
         chunk_size=int(chunk_size),

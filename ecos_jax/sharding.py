@@ -13,7 +13,6 @@ References:
 from __future__ import annotations
 
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -26,12 +25,10 @@ from ecos_jax import coverage as coverage_lib
 from ecos_jax.kmeans import (
     DEFAULT_CHUNK_SIZE,
     KMeansResult,
-    _validate_sizes,
-    _validate_weights,
     assignment_stats,
     farthest_points,
-    kmeans_plusplus_init,
     lloyd,
+    prepare_inputs,
     validate_points,
 )
 
@@ -133,24 +130,24 @@ def sharded_kmeans(
       >>> res.assignments.shape
       (1001,)
     """
-    validate_points(x_NxD, "x_NxD")
-    n, d = x_NxD.shape
-    _validate_sizes(n, k=k, num_iters=num_iters, chunk_size=chunk_size)
-    _validate_weights(weights, n)
-    if not (math.isfinite(tol) and tol >= 0):
-        raise ValueError(f"tol must be a finite number >= 0; got {tol!r}.")
-    x = jnp.asarray(x_NxD, jnp.float32)
-    if init is None:
-        init = kmeans_plusplus_init(key, x, k=k, weights=weights, sample_size=init_sample_size)
-    elif getattr(init, "shape", None) != (k, d):
-        raise ValueError(f"init must have shape (k, d) = ({k}, {d}); got {init.shape}.")
-    w = jnp.ones((n,), jnp.float32) if weights is None else jnp.asarray(weights, jnp.float32)
+    x, w, init = prepare_inputs(
+        key,
+        x_NxD,
+        k=k,
+        num_iters=num_iters,
+        tol=tol,
+        weights=weights,
+        init=init,
+        chunk_size=chunk_size,
+        init_sample_size=init_sample_size,
+    )
+    n = x.shape[0]
     x_pad, _ = shard_rows(x, mesh)
     w_pad, _ = shard_rows(w, mesh)  # padding rows get weight 0: they never count
     fn = _sharded_kmeans_fn(
         mesh, k=int(k), num_iters=int(num_iters), tol=float(tol), chunk_size=int(chunk_size)
     )
-    centroids, assignments, inertia, it, history = fn(x_pad, w_pad, jnp.asarray(init, jnp.float32))
+    centroids, assignments, inertia, it, history = fn(x_pad, w_pad, init)
     return KMeansResult(centroids, assignments[:n], inertia, it, history)
 
 
