@@ -11,13 +11,16 @@ rebuilt instead of read.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import os
 import pathlib
 import shutil
+import sys
 import warnings
 from typing import ClassVar
 
@@ -199,15 +202,37 @@ def cache_problem(builder: EcosDigits) -> str | None:
     return None
 
 
-def _quiet_builder(config: DigitsDomainConfig, root: pathlib.Path) -> EcosDigits:
-    """The builder, without TFDS's log lines about custom configs and unbuilt folders."""
+@contextlib.contextmanager
+def _quiet_tfds():
+    """Silences TFDS's log lines about custom configs and unbuilt folders."""
     absl_logger = logging.getLogger("absl")
     level = absl_logger.level
     absl_logger.setLevel(logging.ERROR)
     try:
-        return EcosDigits(config=config, data_dir=str(root), file_format="array_record")
+        yield
     finally:
         absl_logger.setLevel(level)
+
+
+def _quiet_builder(config: DigitsDomainConfig, root: pathlib.Path) -> EcosDigits:
+    """The builder, constructed without TFDS's log lines."""
+    with _quiet_tfds():
+        return EcosDigits(config=config, data_dir=str(root), file_format="array_record")
+
+
+def _build_quietly(builder: EcosDigits, domain: str) -> None:
+    """Builds with one status line instead of TFDS's progress bars and log lines."""
+    print(
+        f"building ecos_digits/{builder.builder_config.name} (once; cached in {builder.data_dir})",
+        file=sys.stderr,
+        flush=True,
+    )
+    tfds.disable_progress_bar()
+    try:
+        with _quiet_tfds(), contextlib.redirect_stdout(io.StringIO()):
+            builder.download_and_prepare(file_format="array_record")
+    finally:
+        tfds.enable_progress_bar()
 
 
 def prepare_domain(
@@ -241,7 +266,9 @@ def prepare_domain(
     config = domain_config(domain, num_train=num_train, num_test=num_test, seed=seed)
     root = resolve_data_dir(data_dir)
     builder = _quiet_builder(config, root)
-    if builder.is_prepared():
+    with _quiet_tfds():
+        prepared = builder.is_prepared()
+    if prepared:
         problem = cache_problem(builder)
         if problem is None:
             return builder
@@ -251,7 +278,7 @@ def prepare_domain(
         )
         shutil.rmtree(builder.data_dir)
         builder = _quiet_builder(config, root)
-    builder.download_and_prepare(file_format="array_record")
+    _build_quietly(builder, domain)
     _write_manifest(builder)
     problem = cache_problem(builder)
     if problem is not None:
