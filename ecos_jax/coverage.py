@@ -133,8 +133,7 @@ def coverage_counts(
     if method == "radius":
         radii_R = jnp.broadcast_to(jnp.asarray(radii, jnp.float32), (num_centroids,))
 
-    def row_votes(x_CxD: jax.Array, valid_C: jax.Array) -> tuple[jax.Array, jax.Array]:
-        del valid_C  # Padding rows are trimmed by map_row_chunks before counting.
+    def row_votes(x_CxD: jax.Array) -> tuple[jax.Array, jax.Array]:
         return _votes(x_CxD, v_RxD, radii_R, method=method, m=m, max_votes=max_votes, metric=metric)
 
     idx_NxV, ok_NxV = map_row_chunks(row_votes, x_NxD, chunk_size=chunk_size)

@@ -7,8 +7,9 @@ nearest-centroid choice.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -57,25 +58,43 @@ def pairwise_distance(
     return jnp.clip(1.0 - xy_NxK, 0.0, 2.0)
 
 
-def map_row_chunks(
-    fn: Callable[[jax.Array, jax.Array], jax.Array | tuple],
-    x_NxD: jax.Array,
-    *,
-    chunk_size: int,
-):
-    """Applies `fn(x_chunk_CxD, valid_C) -> pytree of [C, ...]` over row chunks of `x`.
+def map_row_chunks(fn: Callable[..., Any], *arrays_N: jax.Array, chunk_size: int):
+    """Applies `fn(*chunks) -> pytree of [C, ...]` over row chunks of arrays sharing N rows.
 
-    Rows are padded up to a multiple of `chunk_size` (the padding is marked invalid in
-    `valid_C`) and the chunks run sequentially under `lax.map`, so only one chunk's
-    intermediates (e.g. a [C, K] distance block) is alive at a time. The outputs are
-    concatenated and trimmed back to N rows.
+    Full chunks are sliced in place (`dynamic_slice` inside a `fori_loop`, no padded copy
+    of the inputs, which can be gigabytes) and the remainder rows form one smaller chunk, so
+    only one chunk's intermediates (e.g. a [C, K] distance block) is alive at a time. The
+    outputs are written into [N, ...] buffers.
     """
-    n = x_NxD.shape[0]
-    chunk_size = max(1, min(int(chunk_size), n))
-    num_chunks = -(-n // chunk_size)
-    pad = num_chunks * chunk_size - n
-    x_pad = jnp.pad(x_NxD, ((0, pad), (0, 0)))
-    valid = jnp.arange(num_chunks * chunk_size) < n
-    xs = (x_pad.reshape(num_chunks, chunk_size, -1), valid.reshape(num_chunks, chunk_size))
-    out = lax.map(lambda args: fn(*args), xs)
-    return jax.tree.map(lambda a: a.reshape((num_chunks * chunk_size, *a.shape[2:]))[:n], out)
+    n = arrays_N[0].shape[0]
+    if any(a.shape[0] != n for a in arrays_N):
+        raise ValueError(f"arrays must share their first dim; got {[a.shape for a in arrays_N]}")
+    cs = max(1, min(int(chunk_size), n))
+    num_full, tail = divmod(n, cs)
+    specs = [jax.ShapeDtypeStruct((cs, *a.shape[1:]), a.dtype) for a in arrays_N]
+    out_shapes = jax.eval_shape(fn, *specs)
+    out = jax.tree.map(lambda s: jnp.zeros((n, *s.shape[1:]), s.dtype), out_shapes)
+
+    def body(i, out):
+        start = i * cs
+        res = fn(*(lax.dynamic_slice_in_dim(a, start, cs) for a in arrays_N))
+        return jax.tree.map(lambda o, r: lax.dynamic_update_slice_in_dim(o, r, start, 0), out, res)
+
+    out = lax.fori_loop(0, num_full, body, out)
+    if tail:
+        start = num_full * cs
+        res = fn(*(a[start:] for a in arrays_N))
+        out = jax.tree.map(lambda o, r: o.at[start:].set(r), out, res)
+    return out
+
+
+@functools.partial(jax.jit, static_argnames=("metric", "chunk_size"))
+def nearest_distance(
+    x_NxD: jax.Array, y_MxD: jax.Array, *, metric: Metric = "l2", chunk_size: int = 1024
+) -> jax.Array:
+    """For every row of `x`, the distance to its nearest row of `y`, [N] (x in row chunks)."""
+
+    def fn(x_CxD):
+        return jnp.min(pairwise_distance(x_CxD, y_MxD, metric=metric), axis=1)
+
+    return map_row_chunks(fn, x_NxD, chunk_size=chunk_size)

@@ -27,9 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ecos_jax.distances import PRECISION, all_finite
+from ecos_jax.distances import PRECISION, all_finite, map_row_chunks
 
-DEFAULT_CHUNK_SIZE = 4096
+DEFAULT_CHUNK_SIZE = 8192
 
 
 class KMeansResult(NamedTuple):
@@ -105,63 +105,51 @@ def _nearest_in_chunk(x_CxD, c_KxD, c2_K):
     return a_C, smin_C1[:, 0]
 
 
-def _chunk_stats(x_CxD, w_C, c_KxD, c2_K):
-    a_C, smin_C = _nearest_in_chunk(x_CxD, c_KxD, c2_K)
-    d2_C = jnp.maximum(smin_C + jnp.sum(x_CxD * x_CxD, axis=1), 0.0)
-    k = c_KxD.shape[0]
-    sums_KxD = jax.ops.segment_sum(w_C[:, None] * x_CxD, a_C, num_segments=k)
-    counts_K = jax.ops.segment_sum(w_C, a_C, num_segments=k)
-    return a_C, d2_C, sums_KxD, counts_K, jnp.sum(w_C * d2_C)
-
-
-def assignment_stats(x_NxD, w_N, c_KxD, *, chunk_size: int) -> ChunkStats:
+def assignment_stats(x_NxD, c_KxD, *, x2_N, chunk_size: int, w_N=None, valid_N=None) -> ChunkStats:
     """One assignment pass: nearest centroids and the sums an update needs.
 
-    Full chunks are sliced from `x` in place inside a `fori_loop` (no padded copy of `x`);
-    the remainder rows form one last, smaller chunk.
+    Chunks are sliced from `x` in place (`map_row_chunks`: no padded copy of `x`). The
+    chunk loop keeps only each row's centroid and `‖c‖² − 2x·c`; the sums are one
+    `segment_sum` over all rows afterwards, which is cheaper on CPU than a scatter per chunk.
+
+    Args:
+      x_NxD: points [N, d].
+      c_KxD: centroids [K, d].
+      x2_N: `‖x_i‖²` [N], computed once per fit.
+      chunk_size: rows per GEMM.
+      w_N: optional weights [N] (None: all ones, and no `w·x` product is formed).
+      valid_N: optional [N] bool; False rows (padding) count nowhere.
     """
-    n, d = x_NxD.shape
+    n = x_NxD.shape[0]
     k = c_KxD.shape[0]
     c2_K = jnp.sum(c_KxD * c_KxD, axis=1)
-    cs = max(1, min(chunk_size, n))
-    num_full, tail = divmod(n, cs)
-
-    def body(i, carry):
-        sums, counts, inertia, a_N, d2_N = carry
-        start = i * cs
-        x_c = lax.dynamic_slice_in_dim(x_NxD, start, cs)
-        w_c = lax.dynamic_slice_in_dim(w_N, start, cs)
-        a_c, d2_c, s, cnt, inr = _chunk_stats(x_c, w_c, c_KxD, c2_K)
-        a_N = lax.dynamic_update_slice_in_dim(a_N, a_c, start, 0)
-        d2_N = lax.dynamic_update_slice_in_dim(d2_N, d2_c, start, 0)
-        return sums + s, counts + cnt, inertia + inr, a_N, d2_N
-
-    carry = (
-        jnp.zeros((k, d), jnp.float32),
-        jnp.zeros((k,), jnp.float32),
-        jnp.zeros((), jnp.float32),
-        jnp.zeros((n,), jnp.int32),
-        jnp.zeros((n,), jnp.float32),
+    a_N, s_N = map_row_chunks(
+        lambda x_CxD: _nearest_in_chunk(x_CxD, c_KxD, c2_K), x_NxD, chunk_size=chunk_size
     )
-    carry = lax.fori_loop(0, num_full, body, carry)
-    if tail:
-        sums, counts, inertia, a_N, d2_N = carry
-        start = num_full * cs
-        a_c, d2_c, s, cnt, inr = _chunk_stats(x_NxD[start:], w_N[start:], c_KxD, c2_K)
-        carry = (
-            sums + s,
-            counts + cnt,
-            inertia + inr,
-            a_N.at[start:].set(a_c),
-            d2_N.at[start:].set(d2_c),
-        )
-    return ChunkStats(*carry)
+    d2_N = jnp.maximum(s_N + x2_N, 0.0)
+    segment_N = a_N
+    if valid_N is not None:
+        segment_N = jnp.where(valid_N, a_N, k)  # segment k is out of range: dropped
+        d2_N = jnp.where(valid_N, d2_N, 0.0)
+    if w_N is None:
+        sums_KxD = jax.ops.segment_sum(x_NxD, segment_N, num_segments=k)
+        counts_K = jax.ops.segment_sum(jnp.ones((n,), jnp.float32), segment_N, num_segments=k)
+        inertia = jnp.sum(d2_N)
+    else:
+        sums_KxD = jax.ops.segment_sum(w_N[:, None] * x_NxD, segment_N, num_segments=k)
+        counts_K = jax.ops.segment_sum(w_N, segment_N, num_segments=k)
+        inertia = jnp.sum(w_N * d2_N)
+    return ChunkStats(sums_KxD, counts_K, inertia, a_N, d2_N)
+
+
+def squared_norms(x_NxD):
+    """`‖x_i‖²` of every row, [N]."""
+    return jnp.sum(x_NxD * x_NxD, axis=1)
 
 
 @functools.partial(jax.jit, static_argnames=("chunk_size",))
 def _assign(x_NxD, c_KxD, *, chunk_size):
-    w_N = jnp.ones((x_NxD.shape[0],), jnp.float32)
-    stats = assignment_stats(x_NxD, w_N, c_KxD, chunk_size=chunk_size)
+    stats = assignment_stats(x_NxD, c_KxD, x2_N=squared_norms(x_NxD), chunk_size=chunk_size)
     return stats.assignments, stats.sq_dists
 
 
@@ -303,10 +291,13 @@ def update_centroids(c_KxD, stats: ChunkStats, far_points_KxD):
     return jnp.where(empty_K[:, None], reseeded_KxD, means_KxD)
 
 
-def farthest_points(x_NxD, w_N, sq_dists_N, *, k: int):
-    """The `min(k, N)` positive-weight rows farthest from their centroid, farthest first."""
+def farthest_points(x_NxD, sq_dists_N, *, k: int, eligible_N=None):
+    """The `min(k, N)` eligible rows farthest from their centroid, farthest first.
+
+    `eligible_N` ([N] bool, default all) excludes padding and zero-weight rows.
+    """
     k = min(k, x_NxD.shape[0])
-    score_N = jnp.where(w_N > 0, sq_dists_N, -1.0)
+    score_N = sq_dists_N if eligible_N is None else jnp.where(eligible_N, sq_dists_N, -1.0)
     _, idx = lax.top_k(score_N, k)
     return x_NxD[idx], score_N[idx]
 
@@ -354,10 +345,13 @@ def lloyd(c_KxD, *, num_iters: int, tol: float, stats_fn, far_fn) -> tuple[_Loop
 @functools.partial(jax.jit, static_argnames=("num_iters", "tol", "chunk_size"))
 def _kmeans_from(x_NxD, w_N, c_KxD, *, num_iters, tol, chunk_size):
     k = c_KxD.shape[0]
-    stats_fn = functools.partial(assignment_stats, x_NxD, w_N, chunk_size=chunk_size)
+    stats_fn = functools.partial(
+        assignment_stats, x_NxD, x2_N=squared_norms(x_NxD), chunk_size=chunk_size, w_N=w_N
+    )
+    eligible_N = None if w_N is None else w_N > 0
 
     def far_fn(stats):
-        far_KxD, _ = farthest_points(x_NxD, w_N, stats.sq_dists, k=k)
+        far_KxD, _ = farthest_points(x_NxD, stats.sq_dists, k=k, eligible_N=eligible_N)
         return jnp.pad(far_KxD, ((0, k - far_KxD.shape[0]), (0, 0)), mode="edge")
 
     state, final = lloyd(c_KxD, num_iters=num_iters, tol=tol, stats_fn=stats_fn, far_fn=far_fn)
@@ -372,8 +366,8 @@ def _kmeans_from(x_NxD, w_N, c_KxD, *, num_iters, tol, chunk_size):
 
 def prepare_inputs(
     key, x_NxD, *, k, num_iters, tol, weights, init, chunk_size, init_sample_size
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Validates `kmeans` arguments; returns float32 points, weights and initial centroids.
+) -> tuple[jax.Array, jax.Array | None, jax.Array]:
+    """Validates `kmeans` arguments; returns float32 points, weights (or None), initial centroids.
 
     Shared by `kmeans` and `ecos_jax.sharding.sharded_kmeans`, so both seed identically.
     """
@@ -384,7 +378,7 @@ def prepare_inputs(
     if not (math.isfinite(tol) and tol >= 0):
         raise ValueError(f"tol must be a finite number >= 0; got {tol!r}.")
     x = jnp.asarray(x_NxD, jnp.float32)
-    w = jnp.ones((n,), jnp.float32) if weights is None else jnp.asarray(weights, jnp.float32)
+    w = None if weights is None else jnp.asarray(weights, jnp.float32)
     if init is None:
         init = kmeans_plusplus_init(key, x, k=k, weights=weights, sample_size=init_sample_size)
     else:

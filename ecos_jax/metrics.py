@@ -7,13 +7,10 @@ References:
 
 from __future__ import annotations
 
-import functools
-
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ecos_jax.distances import Metric, check_metric, map_row_chunks, pairwise_distance
+from ecos_jax.distances import Metric, check_metric, nearest_distance
 
 
 def id_fraction(selected_indices, pool_domain_labels, client_domain: int) -> float:
@@ -46,17 +43,6 @@ def id_fraction(selected_indices, pool_domain_labels, client_domain: int) -> flo
     if idx.min() < 0 or idx.max() >= labels.shape[0]:
         raise ValueError(f"selected_indices must lie in [0, {labels.shape[0]}) (the pool).")
     return float(np.mean(labels[idx] == client_domain))
-
-
-@functools.partial(jax.jit, static_argnames=("metric", "chunk_size"))
-def _mean_nearest_distance(y_MxD, x_BxD, *, metric: str, chunk_size: int) -> jax.Array:
-    """Mean over rows of y of the distance to the nearest row of x (y in row chunks)."""
-
-    def fn(y_chunk, valid):
-        del valid
-        return jnp.min(pairwise_distance(y_chunk, x_BxD, metric=metric), axis=1)
-
-    return jnp.mean(map_row_chunks(fn, y_MxD, chunk_size=chunk_size))
 
 
 def proximity(
@@ -96,7 +82,9 @@ def proximity(
     if int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
     return float(
-        _mean_nearest_distance(
-            jnp.asarray(y), jnp.asarray(x), metric=metric, chunk_size=int(chunk_size)
+        jnp.mean(
+            nearest_distance(
+                jnp.asarray(y), jnp.asarray(x), metric=metric, chunk_size=int(chunk_size)
+            )
         )
     )

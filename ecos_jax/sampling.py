@@ -33,8 +33,8 @@ from ecos_jax.distances import (
     all_finite,
     check_metric,
     map_row_chunks,
+    nearest_distance,
     normalize_rows,
-    pairwise_distance,
 )
 
 #: Smallest padded candidate-set size; sets are padded to powers of two above it.
@@ -302,15 +302,21 @@ def bucket_size(n: int, *, minimum: int = MIN_BUCKET) -> int:
 
 
 @functools.partial(jax.jit, static_argnames=("metric",))
-@functools.partial(jax.jit, static_argnames=("metric",))
-def _distance_to_own_centroid(x_NxD, centroids_RxD, assignments_N, *, metric: str):
-    """Distance of every pool row to the centroid of its own cluster, shape [N]."""
-    c_NxD = centroids_RxD[assignments_N]
-    if metric == "l2":
-        diff = x_NxD - c_NxD
-        return jnp.sqrt(jnp.sum(diff * diff, axis=-1))
-    cos_N = jnp.sum(normalize_rows(x_NxD) * normalize_rows(c_NxD), axis=-1)
-    return jnp.clip(1.0 - cos_N, 0.0, 2.0)
+@functools.partial(jax.jit, static_argnames=("metric", "chunk_size"))
+def _distance_to_own_centroid(
+    x_NxD, centroids_RxD, assignments_N, *, metric: str, chunk_size: int = 8192
+):
+    """Distance of every pool row to the centroid of its own cluster, [N] (row chunks)."""
+
+    def fn(x_CxD, a_C):
+        c_CxD = centroids_RxD[a_C]
+        if metric == "l2":
+            diff = x_CxD - c_CxD
+            return jnp.sqrt(jnp.sum(diff * diff, axis=-1))
+        cos_C = jnp.sum(normalize_rows(x_CxD) * normalize_rows(c_CxD), axis=-1)
+        return jnp.clip(1.0 - cos_C, 0.0, 2.0)
+
+    return map_row_chunks(fn, x_NxD, assignments_N, chunk_size=chunk_size)
 
 
 def ecos_select(
@@ -509,17 +515,6 @@ def k_center_select(
     return np.asarray(idx).astype(np.int64)
 
 
-@functools.partial(jax.jit, static_argnames=("metric", "chunk_size"))
-def _distance_to_set(x_NxD, y_MxD, *, metric: str, chunk_size: int) -> jax.Array:
-    """For every row of x, the distance to its nearest row of y, shape [N] (chunked)."""
-
-    def fn(x_chunk, valid):
-        del valid
-        return jnp.min(pairwise_distance(x_chunk, y_MxD, metric=metric), axis=1)
-
-    return map_row_chunks(fn, x_NxD, chunk_size=chunk_size)
-
-
 def oracle_select(
     pool_features,
     client_features,
@@ -568,7 +563,7 @@ def oracle_select(
     _check_budget(budget, x_NxD.shape[0])
     if budget == 0:
         return np.zeros(0, dtype=np.int64)
-    d_N = np.asarray(_distance_to_set(x_NxD, y_MxD, metric=metric, chunk_size=int(chunk_size)))
+    d_N = np.asarray(nearest_distance(x_NxD, y_MxD, metric=metric, chunk_size=int(chunk_size)))
     m = min(x_NxD.shape[0], _ceil(float(kappa) * budget))
     cand = np.argsort(d_N, kind="stable")[:m]
     if m == budget:

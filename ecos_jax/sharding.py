@@ -29,6 +29,7 @@ from ecos_jax.kmeans import (
     farthest_points,
     lloyd,
     prepare_inputs,
+    squared_norms,
     validate_points,
 )
 
@@ -70,12 +71,22 @@ def shard_rows(x, mesh: Mesh, *, fill=0):
 
 
 @functools.lru_cache(maxsize=64)
-def _sharded_kmeans_fn(mesh: Mesh, *, k: int, num_iters: int, tol: float, chunk_size: int):
+def _sharded_kmeans_fn(
+    mesh: Mesh, *, k: int, num_iters: int, tol: float, chunk_size: int, weighted: bool
+):
     axis = _axis(mesh)
 
-    def per_shard(x_nxD, w_n, c_KxD):
+    def per_shard(x_nxD, w_or_valid_n, c_KxD):
+        # Weighted: padding rows have weight 0. Unweighted: a validity mask drops them, so
+        # no `w·x` product is formed (as in the single-device loop).
+        w_n, valid_n = (w_or_valid_n, None) if weighted else (None, w_or_valid_n)
+        eligible_n = w_n > 0 if weighted else valid_n
+        x2_n = squared_norms(x_nxD)
+
         def stats_fn(c):
-            s = assignment_stats(x_nxD, w_n, c, chunk_size=chunk_size)
+            s = assignment_stats(
+                x_nxD, c, x2_N=x2_n, chunk_size=chunk_size, w_N=w_n, valid_N=valid_n
+            )
             return s._replace(
                 sums=lax.psum(s.sums, axis),
                 counts=lax.psum(s.counts, axis),
@@ -85,7 +96,7 @@ def _sharded_kmeans_fn(mesh: Mesh, *, k: int, num_iters: int, tol: float, chunk_
         def far_fn(stats):
             # Each device proposes its local farthest rows; the global top-k of those equals
             # the single-device top-k (ties resolve by row order, as there).
-            far_kxD, score_k = farthest_points(x_nxD, w_n, stats.sq_dists, k=k)
+            far_kxD, score_k = farthest_points(x_nxD, stats.sq_dists, k=k, eligible_N=eligible_n)
             far_all = lax.all_gather(far_kxD, axis, tiled=True)
             score_all = lax.all_gather(score_k, axis, tiled=True)
             _, idx = lax.top_k(score_all, min(k, score_all.shape[0]))
@@ -142,12 +153,18 @@ def sharded_kmeans(
         init_sample_size=init_sample_size,
     )
     n = x.shape[0]
-    x_pad, _ = shard_rows(x, mesh)
-    w_pad, _ = shard_rows(w, mesh)  # padding rows get weight 0: they never count
+    x_pad, valid = shard_rows(x, mesh)
+    if w is not None:
+        valid, _ = shard_rows(w, mesh)  # padding rows get weight 0: they never count
     fn = _sharded_kmeans_fn(
-        mesh, k=int(k), num_iters=int(num_iters), tol=float(tol), chunk_size=int(chunk_size)
+        mesh,
+        k=int(k),
+        num_iters=int(num_iters),
+        tol=float(tol),
+        chunk_size=int(chunk_size),
+        weighted=w is not None,
     )
-    centroids, assignments, inertia, it, history = fn(x_pad, w_pad, init)
+    centroids, assignments, inertia, it, history = fn(x_pad, valid, init)
     return KMeansResult(centroids, assignments[:n], inertia, it, history)
 
 
@@ -156,8 +173,7 @@ def _sharded_assign_fn(mesh: Mesh, *, chunk_size: int):
     axis = _axis(mesh)
 
     def per_shard(x_nxD, c_KxD):
-        w_n = jnp.ones((x_nxD.shape[0],), jnp.float32)
-        s = assignment_stats(x_nxD, w_n, c_KxD, chunk_size=chunk_size)
+        s = assignment_stats(x_nxD, c_KxD, x2_N=squared_norms(x_nxD), chunk_size=chunk_size)
         return s.assignments, s.sq_dists
 
     fn = jax.shard_map(
@@ -196,7 +212,9 @@ def _sharded_coverage_fn(mesh: Mesh, *, method: str, static_kwargs: tuple):
         )
         return lax.psum(counts, axis)
 
-    fn = jax.shard_map(per_shard, mesh=mesh, in_specs=(P(axis), P(axis), P(), P()), out_specs=P())
+    fn = jax.shard_map(
+        per_shard, mesh=mesh, in_specs=(P(axis), P(axis), P(), P()), out_specs=P(), check_vma=False
+    )
     return jax.jit(fn)
 
 

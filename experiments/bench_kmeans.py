@@ -108,7 +108,8 @@ def main_benchmark(args) -> dict:
     init = np.asarray(kmeans_lib.kmeans_plusplus_init(jax.random.key(args.seed), x_dev, k=k))
     init_dev = jnp.asarray(init)
     print(
-        f"data: N={n} d={d} K={k} iters={iters}, blobs seed {args.seed}; device "
+        f"data: N={n} d={d} K={k} iters={iters}, {4 * k} overlapping blobs, seed {args.seed}; "
+        f"device "
         f"{jax.devices()[0].device_kind} ({jax.default_backend()}); matmul precision "
         f"{PRECISION.name}; {os.cpu_count()} CPUs"
     )
