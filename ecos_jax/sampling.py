@@ -33,8 +33,8 @@ from ecos_jax.distances import (
     all_finite,
     check_metric,
     map_row_chunks,
-    nearest_distance,
     normalize_rows,
+    pairwise_distance,
 )
 
 #: Smallest padded candidate-set size; sets are padded to powers of two above it.
@@ -515,6 +515,19 @@ def k_center_select(
     return np.asarray(idx).astype(np.int64)
 
 
+@functools.partial(jax.jit, static_argnames=("num_neighbors", "metric", "chunk_size"))
+def _client_neighbors(y_MxD, x_NxD, *, num_neighbors: int, metric: str, chunk_size: int):
+    """The `num_neighbors` nearest pool rows of every client row, nearest first, [M, J]."""
+
+    def fn(y_CxD):
+        neg_CxJ, idx_CxJ = jax.lax.top_k(
+            -pairwise_distance(y_CxD, x_NxD, metric=metric), num_neighbors
+        )
+        return idx_CxJ, -neg_CxJ
+
+    return map_row_chunks(fn, y_MxD, chunk_size=chunk_size)
+
+
 def oracle_select(
     pool_features,
     client_features,
@@ -526,10 +539,14 @@ def oracle_select(
 ) -> np.ndarray:
     """Non-private reference (ε = ∞): the pool points nearest to the client's features.
 
-    Ranks the pool by the distance to the nearest client feature, keeps the
-    `ceil(κ·budget)` closest as candidates, then thins them to `budget` with greedy
-    k-center, starting from the closest candidate. It sees the client features directly,
-    i.e. the client would have to upload them: an upper reference, not a private method.
+    Candidates are the nearest pool points of every client feature, taken round-robin by
+    rank (every client sample's nearest pool point first, then every second nearest, ...;
+    within a rank, closest first) until `ceil(κ·budget)` distinct points are gathered, so
+    each client sample is covered rather than only the densest region (in high dimensions
+    a plain "closest to any client sample" ranking piles onto a few hubs). Greedy k-center
+    then thins them to `budget`, starting from the closest candidate. It sees the client
+    features directly, i.e. the client would have to upload them: an upper reference, not
+    a private method.
 
     Args:
       pool_features: [N, D].
@@ -537,7 +554,8 @@ def oracle_select(
       budget: number of points, `0 <= budget <= N`.
       metric: `'l2'` or `'cosine'`.
       kappa: candidate multiplier κ >= 1.
-      chunk_size: pool rows per distance block ([chunk_size, M] floats alive at once).
+      chunk_size: client rows per distance block (at most `chunk_size·N` and about 16M
+        floats alive at once).
 
     Returns:
       int64 array of `budget` unique pool indices.
@@ -563,9 +581,25 @@ def oracle_select(
     _check_budget(budget, x_NxD.shape[0])
     if budget == 0:
         return np.zeros(0, dtype=np.int64)
-    d_N = np.asarray(nearest_distance(x_NxD, y_MxD, metric=metric, chunk_size=int(chunk_size)))
-    m = min(x_NxD.shape[0], _ceil(float(kappa) * budget))
-    cand = np.argsort(d_N, kind="stable")[:m]
+    num_pool, num_client = x_NxD.shape[0], y_MxD.shape[0]
+    m = min(num_pool, _ceil(float(kappa) * budget))
+    rows = max(1, min(int(chunk_size), 2**24 // num_pool))
+    neighbors = min(num_pool, -(-m // num_client) + 1)
+    while True:
+        idx_MxJ, dist_MxJ = (
+            np.asarray(a)
+            for a in _client_neighbors(
+                y_MxD, x_NxD, num_neighbors=neighbors, metric=metric, chunk_size=rows
+            )
+        )
+        # Rank-major order; within a rank, the closest pairs first.
+        order = np.lexsort((dist_MxJ.T.reshape(-1), np.repeat(np.arange(neighbors), num_client)))
+        ranked = idx_MxJ.T.reshape(-1)[order]
+        _, first = np.unique(ranked, return_index=True)
+        if first.size >= m or neighbors == num_pool:
+            cand = ranked[np.sort(first)][:m]
+            break
+        neighbors = min(num_pool, 2 * neighbors)
     if m == budget:
         return cand.astype(np.int64)
     feats, mask = _padded_rows(x_NxD, cand)

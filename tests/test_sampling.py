@@ -365,3 +365,20 @@ def test_full_pool_select():
 def test_selectors_take_key_first():
     for fn in (sampling.ecos_select, sampling.random_select, sampling.k_center_select):
         assert next(iter(inspect.signature(fn).parameters)) == "key"
+
+
+def test_oracle_covers_every_client_sample_not_only_the_densest_region():
+    rng = np.random.default_rng(0)
+    dim = 8
+    near = rng.normal(scale=0.1, size=(400, dim))  # pool blob hugging client group A
+    far = 5.0 + rng.normal(scale=1.0, size=(400, dim))  # looser blob around group B
+    pool = np.concatenate([near, far]).astype(np.float32)
+    client = np.concatenate(
+        [rng.normal(scale=0.1, size=(20, dim)), 5.0 + rng.normal(scale=1.0, size=(20, dim))]
+    ).astype(np.float32)
+    idx = sampling.oracle_select(pool, client, budget=40, kappa=1.0)
+    # Ranking by "distance to the closest client sample" would take only the tight blob;
+    # per-sample neighbours give group B its share.
+    assert 10 <= np.sum(idx >= 400) <= 30
+    d2 = ((client[:, None, :] - pool[None]) ** 2).sum(-1)
+    assert set(np.unique(d2.argmin(1))) <= set(idx.tolist())  # every 1-NN is a candidate
