@@ -75,7 +75,7 @@ def test_smoke_run_on_the_digits_benchmark(tmp_path, monkeypatch):
     for figures in summary["methods"].values():
         assert 0.0 <= figures["id_fraction"] <= 1.0 and figures["proximity"] > 0
     text = (tmp_path / "sq" / "results.md").read_text()
-    assert "efficientnet_lite0-32px" in text and "SYNTHETIC" not in text
+    assert "efficientnet_lite0-64px" in text and "SYNTHETIC" not in text
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
