@@ -1,0 +1,60 @@
+"""The digit classifier of FedBN, used for the Digits benchmark's downstream tasks."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+__all__ = ["DigitsCNN", "scale_images"]
+
+
+def scale_images(images_NHWC: jax.Array) -> jax.Array:
+    """Maps images with values in [0, 255] (uint8 or float) to float32 in [-1, 1]."""
+    return images_NHWC.astype(jnp.float32) / 127.5 - 1.0
+
+
+def _channels(base: int, width: float) -> int:
+    """`base` channels scaled by `width`, at least one."""
+    return max(1, round(base * width))
+
+
+class DigitsCNN(nn.Module):
+    """FedBN's digit CNN: three 5×5 conv layers (64, 64, 128) and three dense layers.
+
+    Each conv is followed by BatchNorm and ReLU, the first two by a 2×2 max-pool; the
+    dense layers are 2048 and 512 wide (BatchNorm, ReLU) and then `num_classes` logits.
+    All widths are multiplied by `width` (e.g. 1/16 for tests).
+
+    Input: images [N, H, W, C] with values in [0, 255], uint8 or float (scaled to
+    [-1, 1] inside); the benchmark uses 28×28×3. Output: logits [N, num_classes].
+
+    References:
+      Hong, Lyu, Zhou, Spranger. "Outsourcing Training without Uploading Data via
+      Efficient Collaborative Open-Source Sampling." NeurIPS 2022. arXiv:2210.12575.
+      Li et al. "FedBN: Federated Learning on Non-IID Features via Local Batch
+      Normalization." ICLR 2021.
+    """
+
+    num_classes: int = 10
+    width: float = 1.0
+
+    @nn.compact
+    def __call__(self, images_NHWC: jax.Array, *, train: bool) -> jax.Array:
+        if images_NHWC.ndim != 4:
+            raise ValueError(
+                f"images_NHWC must be [N, H, W, C], got shape {images_NHWC.shape}; "
+                "add a batch axis for a single image"
+            )
+        norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9, name=name)
+        x = scale_images(images_NHWC)
+        for i, base in enumerate((64, 64, 128)):
+            x = nn.Conv(_channels(base, self.width), (5, 5), use_bias=False, name=f"conv{i}")(x)
+            x = nn.relu(norm(f"bn_conv{i}")(x))
+            if i < 2:
+                x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = x.reshape(x.shape[0], -1)
+        for i, base in enumerate((2048, 512)):
+            x = nn.Dense(_channels(base, self.width), use_bias=False, name=f"fc{i}")(x)
+            x = nn.relu(norm(f"bn_fc{i}")(x))
+        return nn.Dense(self.num_classes, name="head")(x)
