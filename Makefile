@@ -21,7 +21,7 @@ test: install-test
 	$(PY) -m pytest -n 2 --timeout=900 tests
 	JAX_NUM_CPU_DEVICES=8 $(PY) -m pytest -p no:cacheprovider --timeout=900 tests/multidevice -o addopts="-ra --strict-markers"
 
-## Slow tests (bigger shapes, full builds): not part of CI.
+## Slow tests (benchmark-scale KMeans vs scikit-learn, full-size data builds): not in CI.
 test-slow: install-test
 	$(PY) -m pytest --timeout=3600 -m slow tests
 

@@ -142,3 +142,12 @@ def test_no_recompilation_for_repeated_calls_with_same_shapes():
     for seed in range(1, 4):
         km.kmeans(jax.random.key(seed), x + seed, k=6, num_iters=5)
     assert (km._kmeans_from._cache_size(), km._kmeans_plusplus._cache_size()) == sizes
+
+
+@pytest.mark.slow
+def test_inertia_matches_sklearn_at_benchmark_scale():
+    x = _blobs(9, 100_000, 64, 128, spread=1.0)
+    init = np.asarray(km.kmeans_plusplus_init(jax.random.key(0), jnp.asarray(x), k=128))
+    ours = km.kmeans(None, jnp.asarray(x), k=128, num_iters=30, tol=0.0, init=init)
+    ref = KMeans(128, init=init, n_init=1, max_iter=30, tol=0.0, algorithm="lloyd").fit(x)
+    np.testing.assert_allclose(float(ours.inertia), ref.inertia_, rtol=1e-3)
