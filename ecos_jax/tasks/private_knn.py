@@ -183,6 +183,8 @@ def private_knn_labels(
       Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 5, task (c); Zhu et al.,
       Private-kNN, CVPR 2020; Papernot et al., PATE, ICLR 2018 (noisy argmax).
     """
+    # The release checks sigma; building it for one query first fails fast on a bad sigma.
+    private_knn_release(sigma=sigma, num_queries=1)
     votes_QxC = knn_votes(
         query_features,
         client_features,
