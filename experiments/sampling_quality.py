@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 from tqdm import tqdm
 
@@ -431,6 +431,7 @@ def main(argv: list[str], *, config_flag, workdir_flag) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not workdir_flag.value:
         raise app.UsageError("--workdir is required.")
+    logging.set_verbosity(logging.WARNING)  # no INFO lines from JAX's backend probing
     summary = run(config_flag.value, workdir_flag.value)
     print(json.dumps(summary, allow_nan=False, default=_json_default), flush=True)
 
