@@ -1,0 +1,27 @@
+"""Supervised training for the downstream tasks: optimizers, augmentation, steps, loop.
+
+`fit` runs a resumable host loop over jitted `train_step`s; `checkpoint` keeps orbax
+behind `save`, `restore` and `latest_step`.
+"""
+
+from ecos_jax.train import checkpoint
+from ecos_jax.train.augment import STRONG_OPS, strong_augment, weak_augment
+from ecos_jax.train.loop import batch_indices, evaluate, fit
+from ecos_jax.train.optim import make_optimizer, make_schedule
+from ecos_jax.train.steps import TrainState, create_train_state, eval_step, train_step
+
+__all__ = [
+    "STRONG_OPS",
+    "TrainState",
+    "batch_indices",
+    "checkpoint",
+    "create_train_state",
+    "eval_step",
+    "evaluate",
+    "fit",
+    "make_optimizer",
+    "make_schedule",
+    "strong_augment",
+    "train_step",
+    "weak_augment",
+]

@@ -1,0 +1,180 @@
+"""Train/eval steps, checkpoints and the resumable training loop on a tiny problem."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ecos_jax.models import DigitsCNN
+from ecos_jax.train import (
+    batch_indices,
+    checkpoint,
+    create_train_state,
+    eval_step,
+    evaluate,
+    fit,
+    make_optimizer,
+    train_step,
+)
+
+# One model and optimizer for the whole module, so the jitted steps compile once.
+MODEL = DigitsCNN(num_classes=2, width=1 / 16)
+OPTIMIZER = make_optimizer("sgd", learning_rate=0.05, total_steps=40, warmup_steps=2)
+
+
+def _problem(n=64, seed=0):
+    """Two separable classes of 8×8 images: bright left half vs bright right half."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    images = rng.uniform(0, 60, (n, 8, 8, 3)).astype(np.float32)
+    images[labels == 0, :, :4] += 150
+    images[labels == 1, :, 4:] += 150
+    return images, labels.astype(np.int32)
+
+
+def _fresh_state(seed=0):
+    return create_train_state(
+        jax.random.key(seed), MODEL, OPTIMIZER, jnp.zeros((1, 8, 8, 3), jnp.float32)
+    )
+
+
+def _assert_trees_equal(a, b):
+    leaves_a, tree_a = jax.tree.flatten(a)
+    leaves_b, tree_b = jax.tree.flatten(b)
+    assert tree_a == tree_b
+    for x, y in zip(leaves_a, leaves_b, strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_train_step_decreases_loss_and_learns():
+    images, labels = _problem()
+    state = _fresh_state()
+    before = evaluate(state, images, labels, batch_size=8)
+    losses = []
+    for step in range(30):
+        idx = np.arange(8 * step, 8 * step + 8) % 64
+        state, metrics = train_step(
+            state, (images[idx], labels[idx]), jax.random.fold_in(jax.random.key(1), step)
+        )
+        assert bool(metrics["finite"])
+        losses.append(float(metrics["loss"]))
+    after = evaluate(state, images, labels, batch_size=8)
+    assert int(state.step) == 30
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    assert after["loss"] < before["loss"]
+    assert after["accuracy"] >= 0.9
+
+
+def test_eval_step_skips_padding_rows():
+    images, labels = _problem(n=8)
+    state = _fresh_state()
+    full = eval_step(state, (images, labels))
+    padded = eval_step(state, (images, np.concatenate([labels[:5], [-1, -1, -1]])))
+    head = evaluate(state, images[:5], labels[:5], batch_size=8)  # pads to 8 itself
+    assert int(full["count"]) == 8 and int(padded["count"]) == 5
+    assert int(padded["correct"]) == round(head["accuracy"] * 5)
+    np.testing.assert_allclose(float(padded["loss_sum"]), head["loss"] * 5, rtol=1e-5)
+    assert int(full["correct"]) >= int(padded["correct"])
+
+
+def test_checkpoint_round_trip_and_latest_step(tmp_path):
+    images, labels = _problem(n=8)
+    state = _fresh_state()
+    assert checkpoint.latest_step(tmp_path) is None
+    saved = {}
+    for step in (1, 2):
+        state, _ = train_step(state, (images, labels), jax.random.key(step))
+        saved[step] = jax.device_get(state)
+        checkpoint.save(tmp_path, step, state)
+    # An interrupted save leaves only orbax's temporary directory: not a checkpoint.
+    (tmp_path / "3.orbax-checkpoint-tmp-1234").mkdir()
+    assert checkpoint.latest_step(tmp_path) == 2
+    _assert_trees_equal(checkpoint.restore(tmp_path, _fresh_state(seed=9)), saved[2])
+    _assert_trees_equal(checkpoint.restore(tmp_path, _fresh_state(seed=9), step=1), saved[1])
+    with pytest.raises(FileNotFoundError, match="step=5"):
+        checkpoint.restore(tmp_path, _fresh_state(), step=5)
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+        checkpoint.restore(tmp_path / "empty", _fresh_state())
+
+
+def test_resumed_fit_is_bit_identical_to_uninterrupted(tmp_path):
+    images, labels = _problem(n=32)
+    kwargs = dict(batch_size=8, log_every=1, augment="weak", progress=False)
+    key = jax.random.key(4)
+    full, full_history = fit(key, _fresh_state(), images, labels, num_steps=6, **kwargs)
+
+    workdir = tmp_path / "run"
+    _, first = fit(key, _fresh_state(), images, labels, num_steps=3, workdir=workdir, **kwargs)
+    assert checkpoint.latest_step(workdir / "checkpoints") == 3
+    resumed, history = fit(
+        key, _fresh_state(), images, labels, num_steps=6, workdir=workdir, **kwargs
+    )
+    assert int(resumed.step) == 6
+    _assert_trees_equal(resumed.params, full.params)
+    _assert_trees_equal(resumed.batch_stats, full.batch_stats)
+    assert len(first) == 3
+    assert history == full_history
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
+    assert any((workdir / "tensorboard").iterdir())
+    # A finished run resumes to itself without training.
+    again, _ = fit(key, _fresh_state(), images, labels, num_steps=6, workdir=workdir, **kwargs)
+    _assert_trees_equal(again.params, full.params)
+
+
+def test_fit_logs_eval_metrics_and_checkpoints_periodically(tmp_path):
+    images, labels = _problem(n=32)
+    _, history = fit(
+        jax.random.key(0),
+        _fresh_state(),
+        images,
+        labels,
+        num_steps=4,
+        batch_size=8,
+        workdir=tmp_path,
+        checkpoint_every=2,
+        eval_images=images[:12],
+        eval_labels=labels[:12],
+        log_every=2,
+        augment=None,
+        progress=False,
+    )
+    assert [r["step"] for r in history] == [2, 4]
+    assert all(0.0 <= r["eval_accuracy"] <= 1.0 for r in history)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2", "4"]
+
+
+def test_nan_loss_raises_naming_the_step():
+    images, labels = _problem(n=32)
+    images[5] = np.nan
+    key = jax.random.key(2)
+    seed = np.asarray(jax.random.bits(jax.random.split(key)[0], (4,), jnp.uint32))
+    first_bad = next(
+        s for s in range(100) if 5 in batch_indices(seed, s, num_examples=32, batch_size=8)
+    )
+    with pytest.raises(FloatingPointError, match=f"at step {first_bad} "):
+        fit(
+            key,
+            _fresh_state(),
+            images,
+            labels,
+            num_steps=first_bad + 2,
+            batch_size=8,
+            log_every=100,
+            augment=None,
+            progress=False,
+        )
+
+
+def test_batch_order_is_a_permutation_per_epoch():
+    seed = np.array([1, 2, 3, 4], np.uint32)
+    epoch = np.concatenate(
+        [batch_indices(seed, s, num_examples=10, batch_size=3) for s in range(3)]
+    )
+    assert len(set(epoch.tolist())) == 9
+    np.testing.assert_array_equal(
+        batch_indices(seed, 4, num_examples=10, batch_size=3),
+        batch_indices(seed, 4, num_examples=10, batch_size=3),
+    )
