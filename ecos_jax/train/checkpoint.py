@@ -2,7 +2,9 @@
 
 A checkpoint of step s lives in `directory/<s>`. orbax writes it under a temporary name
 (`<s>.orbax-checkpoint-tmp-...`) and renames it when complete, so an interrupted save
-leaves no directory named `<s>` and `latest_step` ignores it.
+leaves no directory named `<s>` and `latest_step` ignores it. (That is orbax's behaviour
+on local and network filesystems; on GCS it marks completion with a commit file instead,
+which `latest_step` does not read.)
 """
 
 from __future__ import annotations

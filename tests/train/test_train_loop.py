@@ -88,8 +88,6 @@ def test_checkpoint_round_trip_and_latest_step(tmp_path):
         state, _ = train_step(state, (images, labels), jax.random.key(step))
         saved[step] = jax.device_get(state)
         checkpoint.save(tmp_path, step, state)
-    # An interrupted save leaves only orbax's temporary directory: not a checkpoint.
-    (tmp_path / "3.orbax-checkpoint-tmp-1234").mkdir()
     assert checkpoint.latest_step(tmp_path) == 2
     _assert_trees_equal(checkpoint.restore(tmp_path, _fresh_state(seed=9)), saved[2])
     _assert_trees_equal(checkpoint.restore(tmp_path, _fresh_state(seed=9), step=1), saved[1])
@@ -97,6 +95,25 @@ def test_checkpoint_round_trip_and_latest_step(tmp_path):
         checkpoint.restore(tmp_path, _fresh_state(), step=5)
     with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
         checkpoint.restore(tmp_path / "empty", _fresh_state())
+
+
+def test_interrupted_save_is_not_the_latest_checkpoint(tmp_path, monkeypatch):
+    from orbax.checkpoint._src.path import atomicity  # where orbax 0.12 renames tmp → final
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("killed before the rename")
+
+    state = _fresh_state()
+    checkpoint.save(tmp_path, 1, state)
+    monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, "finalize", killed)
+    with pytest.raises(RuntimeError, match="killed"):
+        checkpoint.save(tmp_path, 2, state)
+    monkeypatch.undo()
+    assert any(".orbax-checkpoint-tmp" in p.name for p in tmp_path.iterdir())
+    assert checkpoint.latest_step(tmp_path) == 1
+    _assert_trees_equal(checkpoint.restore(tmp_path, _fresh_state(seed=9)), state)
+    checkpoint.save(tmp_path, 2, state)  # a retry over the leftover temporary directory
+    assert checkpoint.latest_step(tmp_path) == 2
 
 
 def test_resumed_fit_is_bit_identical_to_uninterrupted(tmp_path):
