@@ -49,9 +49,9 @@ def weak_augment(key: jax.Array, images: jax.Array, *, pad: int = 2, flip: bool 
       Efficient Collaborative Open-Source Sampling." NeurIPS 2022. arXiv:2210.12575.
     """
     _check_images(images)
-    if pad < 0:
-        raise ValueError(f"pad must be >= 0, got {pad}")
     n, h, w, c = images.shape
+    if not 0 <= pad < min(h, w):
+        raise ValueError(f"pad must be in [0, {min(h, w)}) for {h}×{w} images, got {pad}")
     padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
     k_y, k_x, k_flip = jax.random.split(key, 3)
     ys = jax.random.randint(k_y, (n,), 0, 2 * pad + 1)
@@ -158,6 +158,14 @@ def _strong_one(key, image, magnitude, num_ops):
 
 
 @functools.partial(jax.jit, static_argnames=("num_ops",))
+def _strong_augment(key: jax.Array, images: jax.Array, magnitude, *, num_ops: int) -> jax.Array:
+    """The compiled body of `strong_augment` (one compile per shape, dtype and num_ops)."""
+    keys = jax.random.split(key, images.shape[0])
+    x = images.astype(jnp.float32)
+    out = jax.vmap(_strong_one, in_axes=(0, 0, None, None))(keys, x, magnitude, num_ops)
+    return _to_input_dtype(out, images.dtype)
+
+
 def strong_augment(
     key: jax.Array, images: jax.Array, *, num_ops: int = 2, magnitude: float = 1.0
 ) -> jax.Array:
@@ -185,7 +193,6 @@ def strong_augment(
     _check_images(images)
     if num_ops < 1:
         raise ValueError(f"num_ops must be >= 1, got {num_ops}")
-    keys = jax.random.split(key, images.shape[0])
-    x = images.astype(jnp.float32)
-    out = jax.vmap(_strong_one, in_axes=(0, 0, None, None))(keys, x, magnitude, num_ops)
-    return _to_input_dtype(out, images.dtype)
+    if isinstance(magnitude, int | float) and not 0.0 <= magnitude <= 1.0:
+        raise ValueError(f"magnitude must be in [0, 1], got {magnitude}")
+    return _strong_augment(key, images, jnp.float32(magnitude), num_ops=num_ops)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ecos_jax.train import STRONG_OPS, strong_augment, weak_augment
+from ecos_jax.train import augment as augment_module
 
 
 def _images(dtype):
@@ -68,10 +69,10 @@ def test_strong_magnitude_zero_is_identity():
 def test_strong_augment_compiles_once_for_repeated_calls():
     x = _images(jnp.uint8)
     strong_augment(jax.random.key(0), x, num_ops=2, magnitude=0.5)
-    size = strong_augment._cache_size()
+    size = augment_module._strong_augment._cache_size()
     for seed in range(1, 4):
         strong_augment(jax.random.key(seed), x, num_ops=2, magnitude=0.1 * seed)
-    assert strong_augment._cache_size() == size
+    assert augment_module._strong_augment._cache_size() == size
 
 
 def test_bad_inputs_raise():
@@ -79,3 +80,7 @@ def test_bad_inputs_raise():
         weak_augment(jax.random.key(0), jnp.zeros((8, 8, 3)))
     with pytest.raises(ValueError, match="num_ops"):
         strong_augment(jax.random.key(0), jnp.zeros((1, 8, 8, 3)), num_ops=0)
+    with pytest.raises(ValueError, match="magnitude"):
+        strong_augment(jax.random.key(0), jnp.zeros((1, 8, 8, 3)), magnitude=3.0)
+    with pytest.raises(ValueError, match="pad"):
+        weak_augment(jax.random.key(0), jnp.zeros((1, 8, 8, 3)), pad=8)
