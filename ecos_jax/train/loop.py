@@ -133,7 +133,8 @@ def fit(
 
     Args:
       key: the run's `jax.random.key`.
-      state: the initial `TrainState` (also the restore target when resuming).
+      state: the initial `TrainState` (also the restore target when resuming); its buffers
+        are donated to the first step, so do not use it after the call.
       images: training images [N, H, W, C] in [0, 255] (host or device array).
       labels: int labels [N].
       num_steps: total steps of the run (the state's step counts towards it).
@@ -153,7 +154,8 @@ def fit(
       "eval_accuracy", "eval_loss"}, including those of earlier (resumed) segments.
 
     Raises:
-      FloatingPointError: naming the first step whose loss or gradient is NaN/inf.
+      FloatingPointError: naming the first step (0-based, as in `batch_indices`) whose loss
+        or gradient is NaN/inf; checked at every log and before every checkpoint.
 
     References:
       Hong, Lyu, Zhou, Spranger. "Outsourcing Training without Uploading Data via
@@ -219,10 +221,9 @@ def fit(
                     writer.add_scalar(name, value, step)
             writer.flush()
 
+    bar = tqdm.tqdm(total=num_steps, initial=start, disable=not progress, desc="fit")
     try:
-        for step in tqdm.trange(
-            start, num_steps, initial=start, total=num_steps, disable=not progress
-        ):
+        for step in range(start, num_steps):
             idx = batch_indices(seed, step, num_examples=num_examples, batch_size=batch_size)
             x, y = images[idx], labels[idx]
             aug_key, step_key = jax.random.split(jax.random.fold_in(steps_key, step))
@@ -230,9 +231,11 @@ def fit(
                 x = weak_augment(aug_key, x)
             state, metrics = train_step(state, (x, y), step_key)
             pending.append((step, metrics))
+            bar.update()
             done = step + 1
             if done % log_every == 0 or done == num_steps:
                 flush(done)
+                bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
             if ckpt_dir is not None and (
                 done == num_steps or (checkpoint_every and done % checkpoint_every == 0)
             ):
@@ -242,6 +245,7 @@ def fit(
                 )
                 checkpoint.save(ckpt_dir, done, state)
     finally:
+        bar.close()
         if writer is not None:
             writer.close()
     return state, history
