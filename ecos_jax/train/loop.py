@@ -191,8 +191,12 @@ def fit(
 
         writer = SummaryWriter(str(workdir / TENSORBOARD_DIR))
 
-    images = jnp.asarray(images)
-    labels = jnp.asarray(labels)
+    # Restored arrays are committed to a device and fresh ones are not, which jit keys its
+    # cache on: commit both alike so a resumed run reuses the compiled steps.
+    device = jax.devices()[0]
+    state = jax.device_put(state, device)
+    images = jax.device_put(jnp.asarray(images), device)
+    labels = jax.device_put(jnp.asarray(labels), device)
     data_key, steps_key = jax.random.split(key)
     seed = _data_seed(data_key)
     start = int(state.step)

@@ -49,12 +49,14 @@ def create_train_state(
       Efficient Collaborative Open-Source Sampling." NeurIPS 2022. arXiv:2210.12575.
     """
     variables = _init_variables(model, key, sample_input)
-    return TrainState.create(
+    state = TrainState.create(
         apply_fn=model.apply,
         params=variables["params"],
         tx=optimizer,
         batch_stats=variables.get("batch_stats", {}),
     )
+    # An int32 array step, as `train_step` returns, so the first step compiles only once.
+    return state.replace(step=jnp.zeros((), jnp.int32))
 
 
 @functools.partial(jax.jit, donate_argnums=0)

@@ -120,7 +120,9 @@ def test_resumed_fit_is_bit_identical_to_uninterrupted(tmp_path):
     images, labels = _problem(n=32)
     kwargs = dict(batch_size=8, log_every=1, augment="weak", progress=False)
     key = jax.random.key(4)
+    train_step._clear_cache()
     full, full_history = fit(key, _fresh_state(), images, labels, num_steps=6, **kwargs)
+    assert train_step._cache_size() == 1  # recompilation guard: one compile for all steps
 
     workdir = tmp_path / "run"
     _, first = fit(key, _fresh_state(), images, labels, num_steps=3, workdir=workdir, **kwargs)
@@ -129,6 +131,7 @@ def test_resumed_fit_is_bit_identical_to_uninterrupted(tmp_path):
         key, _fresh_state(), images, labels, num_steps=6, workdir=workdir, **kwargs
     )
     assert int(resumed.step) == 6
+    assert train_step._cache_size() == 1  # resuming from a checkpoint reuses it
     _assert_trees_equal(resumed.params, full.params)
     _assert_trees_equal(resumed.batch_stats, full.batch_stats)
     assert len(first) == 3
