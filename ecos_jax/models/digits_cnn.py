@@ -10,11 +10,16 @@ __all__ = ["DigitsCNN", "scale_images"]
 
 
 def scale_images(images_NHWC: jax.Array) -> jax.Array:
-    """Maps images with values in [0, 255] (uint8 or float) to float32 in [-1, 1]."""
+    """Maps a batch of images in [0, 255] (uint8 or float) to float32 in [-1, 1]."""
+    if images_NHWC.ndim != 4:
+        raise ValueError(
+            f"images_NHWC must be [N, H, W, C], got shape {images_NHWC.shape}; "
+            "add a batch axis for a single image"
+        )
     return images_NHWC.astype(jnp.float32) / 127.5 - 1.0
 
 
-def _channels(base: int, width: float) -> int:
+def channels(base: int, width: float) -> int:
     """`base` channels scaled by `width`, at least one."""
     return max(1, round(base * width))
 
@@ -41,20 +46,15 @@ class DigitsCNN(nn.Module):
 
     @nn.compact
     def __call__(self, images_NHWC: jax.Array, *, train: bool) -> jax.Array:
-        if images_NHWC.ndim != 4:
-            raise ValueError(
-                f"images_NHWC must be [N, H, W, C], got shape {images_NHWC.shape}; "
-                "add a batch axis for a single image"
-            )
         norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9, name=name)
         x = scale_images(images_NHWC)
         for i, base in enumerate((64, 64, 128)):
-            x = nn.Conv(_channels(base, self.width), (5, 5), use_bias=False, name=f"conv{i}")(x)
+            x = nn.Conv(channels(base, self.width), (5, 5), use_bias=False, name=f"conv{i}")(x)
             x = nn.relu(norm(f"bn_conv{i}")(x))
             if i < 2:
                 x = nn.max_pool(x, (2, 2), strides=(2, 2))
         x = x.reshape(x.shape[0], -1)
         for i, base in enumerate((2048, 512)):
-            x = nn.Dense(_channels(base, self.width), use_bias=False, name=f"fc{i}")(x)
+            x = nn.Dense(channels(base, self.width), use_bias=False, name=f"fc{i}")(x)
             x = nn.relu(norm(f"bn_fc{i}")(x))
         return nn.Dense(self.num_classes, name="head")(x)

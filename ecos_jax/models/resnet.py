@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ecos_jax.models.digits_cnn import scale_images
+from ecos_jax.models.digits_cnn import channels, scale_images
 
 __all__ = ["BasicBlock", "ResNet18"]
 
@@ -49,12 +49,7 @@ class ResNet18(nn.Module):
 
     @nn.compact
     def __call__(self, images_NHWC: jax.Array, *, train: bool) -> jax.Array:
-        if images_NHWC.ndim != 4:
-            raise ValueError(
-                f"images_NHWC must be [N, H, W, C], got shape {images_NHWC.shape}; "
-                "add a batch axis for a single image"
-            )
-        ch = lambda base: max(1, round(base * self.width))
+        ch = lambda base: channels(base, self.width)
         x = nn.Conv(ch(64), (3, 3), use_bias=False, name="stem")(scale_images(images_NHWC))
         x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, name="bn_stem")(x))
         for stage, base in enumerate((64, 128, 256, 512)):
