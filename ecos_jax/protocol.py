@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ecos_jax import coverage, privacy, sampling
-from ecos_jax.distances import Metric, check_metric, normalize_rows
+from ecos_jax.distances import Metric, all_finite, check_metric, normalize_rows
 from ecos_jax.kmeans import KMeansResult
 from ecos_jax.kmeans import kmeans as fit_kmeans
 
@@ -148,9 +148,13 @@ def comparison_bytes(client_data, pool_data) -> ComparisonBytes:
       Hong et al., NeurIPS 2022 (arXiv:2210.12575), Fig. 4 (communication cost).
     """
     return ComparisonBytes(
-        upload_client_data=int(np.asarray(client_data).nbytes),
-        download_pool_data=int(np.asarray(pool_data).nbytes),
+        upload_client_data=_nbytes(client_data), download_pool_data=_nbytes(pool_data)
     )
+
+
+def _nbytes(x) -> int:
+    """Size of an array in bytes, read without converting it (pools can be gigabytes)."""
+    return int(x.nbytes) if hasattr(x, "nbytes") else int(np.asarray(x).nbytes)
 
 
 class Cloud:
@@ -167,10 +171,11 @@ class Cloud:
 
     def __init__(self, pool_features, *, metric: Metric = "l2"):
         check_metric(metric)
-        x = np.asarray(pool_features, dtype=np.float32)
+        # Kept as a float32 device array: no host copy of a pool that can be gigabytes.
+        x = jnp.asarray(pool_features, dtype=jnp.float32)
         if x.ndim != 2 or x.shape[0] < 1:
             raise ValueError(f"pool_features must be a non-empty 2-D [N, d] array, got {x.shape}.")
-        if not np.all(np.isfinite(x)):
+        if not bool(all_finite(x)):
             raise ValueError("pool_features must be finite; got NaN or inf.")
         self.pool_features = x
         self.metric = metric
@@ -197,7 +202,7 @@ class Cloud:
             raise ValueError(
                 f"num_clusters must be in [1, {self.num_pool}] (the pool size), got {num_clusters}."
             )
-        x = jnp.asarray(self.pool_features)
+        x = self.pool_features
         if self.metric == "cosine":
             x = normalize_rows(x)
         self.clustering = fit_kmeans(
