@@ -79,7 +79,7 @@ def test_smoke_run_on_the_digits_benchmark(tmp_path, monkeypatch):
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
-    from experiments import sampling_quality
+    from experiments import common
 
     target = tmp_path / "out.png"
 
@@ -88,9 +88,9 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
         raise RuntimeError("interrupted")
 
     with pytest.raises(RuntimeError, match="interrupted"):
-        sampling_quality._atomic_write(target, boom, binary=True)
+        common.atomic_write(target, boom, binary=True)
     assert list(tmp_path.iterdir()) == []
-    sampling_quality._atomic_write(target, "done")
+    common.atomic_write(target, "done")
     assert target.read_text() == "done"
     assert list(tmp_path.iterdir()) == [target]
 

@@ -8,7 +8,14 @@ from ecos_jax.train import checkpoint
 from ecos_jax.train.augment import STRONG_OPS, strong_augment, weak_augment
 from ecos_jax.train.loop import batch_indices, evaluate, fit
 from ecos_jax.train.optim import make_optimizer, make_schedule
-from ecos_jax.train.steps import TrainState, create_train_state, eval_step, train_step
+from ecos_jax.train.steps import (
+    TrainState,
+    create_train_state,
+    distill_step,
+    eval_step,
+    fixmatch_step,
+    train_step,
+)
 
 __all__ = [
     "STRONG_OPS",
@@ -16,9 +23,11 @@ __all__ = [
     "batch_indices",
     "checkpoint",
     "create_train_state",
+    "distill_step",
     "eval_step",
     "evaluate",
     "fit",
+    "fixmatch_step",
     "make_optimizer",
     "make_schedule",
     "strong_augment",

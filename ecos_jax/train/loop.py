@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -18,7 +19,7 @@ import numpy as np
 import tqdm
 
 from ecos_jax.train import checkpoint
-from ecos_jax.train.augment import weak_augment
+from ecos_jax.train.augment import strong_augment, weak_augment
 from ecos_jax.train.steps import TrainState, eval_step, train_step
 
 __all__ = ["batch_indices", "evaluate", "fit"]
@@ -124,6 +125,9 @@ def fit(
     log_every: int = 100,
     augment: str | None = "weak",
     progress: bool = True,
+    step_fn: Callable = train_step,
+    unlabeled_images=None,
+    unlabeled_batch_size: int = 0,
 ) -> tuple[TrainState, list[dict[str, Any]]]:
     """Trains `state` for `num_steps` supervised steps; resumes from `workdir` if it holds one.
 
@@ -136,7 +140,8 @@ def fit(
       state: the initial `TrainState` (also the restore target when resuming); its buffers
         are donated to the first step, so do not use it after the call.
       images: training images [N, H, W, C] in [0, 255] (host or device array).
-      labels: int labels [N].
+      labels: int labels [N], or any per-example targets [N, ...] that `step_fn` reads
+        (e.g. teacher logits for `distill_step`).
       num_steps: total steps of the run (the state's step counts towards it).
       batch_size: examples per step, at most N.
       workdir: if given: checkpoints in `workdir/checkpoints` (resumed from), metrics as
@@ -147,11 +152,20 @@ def fit(
       log_every: steps between log records (mean train loss and accuracy since the last).
       augment: "weak" (pad-2 random crop via `weak_augment`) or None.
       progress: show a tqdm progress bar.
+      step_fn: the jitted step, `(state, batch, key) -> (state, metrics)`: `train_step`
+        (default), `distill_step`, or with `unlabeled_images` a FixMatch-style step
+        (`functools.partial(fixmatch_step, threshold=...)`) whose batch is
+        (images, labels, unlabeled weak view, unlabeled strong view).
+      unlabeled_images: optional unlabeled set [M, H, W, C]; each step then draws
+        `unlabeled_batch_size` of them (their own epoch-wise order) and passes a weak and
+        a strong (`strong_augment`) view to `step_fn`.
+      unlabeled_batch_size: unlabeled examples per step (μ·B), in [1, M] when given.
 
     Returns:
       (final state, history): history is the list of log records {"step", "loss",
-      "accuracy", "grad_norm" (means since the previous record), and with an eval set
-      "eval_accuracy", "eval_loss"}, including those of earlier (resumed) segments.
+      "accuracy", "grad_norm" and any other metric of `step_fn` (means since the
+      previous record), and with an eval set "eval_accuracy", "eval_loss"}, including
+      those of earlier (resumed) segments.
 
     Raises:
       FloatingPointError: naming the first step (0-based, as in `batch_indices`) whose loss
@@ -174,6 +188,11 @@ def fit(
         raise ValueError(f"checkpoint_every must be >= 1 or None, got {checkpoint_every}")
     if (eval_images is None) != (eval_labels is None):
         raise ValueError("give both eval_images and eval_labels, or neither")
+    if unlabeled_images is not None and not 0 < unlabeled_batch_size <= len(unlabeled_images):
+        raise ValueError(
+            f"unlabeled_batch_size must be in [1, len(unlabeled_images)="
+            f"{len(unlabeled_images)}] when unlabeled_images is given, got {unlabeled_batch_size}"
+        )
 
     history: list[dict[str, Any]] = []
     writer = None
@@ -199,6 +218,10 @@ def fit(
     labels = jax.device_put(jnp.asarray(labels), device)
     data_key, steps_key = jax.random.split(key)
     seed = _data_seed(data_key)
+    if unlabeled_images is not None:
+        unlabeled_images = jax.device_put(jnp.asarray(unlabeled_images), device)
+        # Its own order: the labeled batches are those of a supervised run with this key.
+        unlabeled_seed = _data_seed(jax.random.fold_in(data_key, 1))
     start = int(state.step)
     pending: list[tuple[int, dict[str, jax.Array]]] = []
 
@@ -209,8 +232,9 @@ def fit(
         host = jax.device_get([m for _, m in pending])
         _check_finite([(s, m["finite"]) for s, m in pending], [float(h["loss"]) for h in host])
         record: dict[str, Any] = {"step": step}
-        for name in ("loss", "accuracy", "grad_norm"):
-            record[name] = float(np.mean([h[name] for h in host]))
+        for name in host[0]:
+            if name != "finite":
+                record[name] = float(np.mean([h[name] for h in host]))
         if eval_images is not None:
             ev = evaluate(state, eval_images, eval_labels)
             record["eval_accuracy"], record["eval_loss"] = ev["accuracy"], ev["loss"]
@@ -233,7 +257,18 @@ def fit(
             aug_key, step_key = jax.random.split(jax.random.fold_in(steps_key, step))
             if augment == "weak":
                 x = weak_augment(aug_key, x)
-            state, metrics = train_step(state, (x, y), step_key)
+            batch = (x, y)
+            if unlabeled_images is not None:
+                u_idx = batch_indices(
+                    unlabeled_seed,
+                    step,
+                    num_examples=len(unlabeled_images),
+                    batch_size=unlabeled_batch_size,
+                )
+                u = unlabeled_images[u_idx]
+                weak_key, strong_key = jax.random.split(jax.random.fold_in(aug_key, 1))
+                batch = (x, y, weak_augment(weak_key, u), strong_augment(strong_key, u))
+            state, metrics = step_fn(state, batch, step_key)
             pending.append((step, metrics))
             bar.update()
             done = step + 1

@@ -1,4 +1,9 @@
-"""Train state and jitted supervised train / eval steps (cross-entropy, BatchNorm)."""
+"""Train state and the jitted steps: supervised, FixMatch, distillation, and evaluation.
+
+Every train step has the signature `(state, batch, key) -> (state, metrics)`, donates
+`state`, and reports scalar "loss", "accuracy", "grad_norm" and "finite", so `fit` runs
+any of them.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,17 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
-__all__ = ["TrainState", "create_train_state", "eval_step", "train_step"]
+from ecos_jax.tasks.distill import DEFAULT_TEMPERATURE, distillation_loss
+from ecos_jax.tasks.fixmatch import DEFAULT_LAMBDA_U, DEFAULT_THRESHOLD, fixmatch_loss
+
+__all__ = [
+    "TrainState",
+    "create_train_state",
+    "distill_step",
+    "eval_step",
+    "fixmatch_step",
+    "train_step",
+]
 
 
 class TrainState(train_state.TrainState):
@@ -78,6 +93,95 @@ def train_step(state: TrainState, batch, key: jax.Array):
     """
     images, labels = batch
 
+    def loss_of_logits(logits):
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        return loss, {"accuracy": jnp.mean(jnp.argmax(logits, axis=-1) == labels)}
+
+    return _update(state, images, key, loss_of_logits)
+
+
+@functools.partial(jax.jit, donate_argnums=0, static_argnames=("threshold", "lambda_u"))
+def fixmatch_step(
+    state: TrainState,
+    batch,
+    key: jax.Array,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    lambda_u: float = DEFAULT_LAMBDA_U,
+):
+    """One FixMatch step: labeled CE plus masked pseudo-label CE on strong views.
+
+    The three views go through the model as one batch, so BatchNorm sees them together,
+    as in FixMatch.
+
+    Args:
+      state: a `TrainState`; do not use it after the call.
+      batch: (labeled images [B, H, W, C] (weakly augmented), labels [B], unlabeled
+        images weakly augmented [U, H, W, C], the same strongly augmented [U, H, W, C]).
+      key: a `jax.random.key` for stochastic layers.
+      threshold: confidence τ of the pseudo-labels (static).
+      lambda_u: weight of the unlabeled term (static).
+
+    Returns:
+      (new state, metrics): as `train_step`, plus "mask_rate" (fraction of unlabeled
+      examples above τ) and "supervised_loss".
+
+    References:
+      Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 5, task (a); Sohn et al.,
+      FixMatch, NeurIPS 2020.
+    """
+    images, labels, weak, strong = batch
+    num_labeled, num_unlabeled = images.shape[0], weak.shape[0]
+
+    def loss_of_logits(logits):
+        labeled = logits[:num_labeled]
+        logits_weak = logits[num_labeled : num_labeled + num_unlabeled]
+        logits_strong = logits[num_labeled + num_unlabeled :]
+        loss, aux = fixmatch_loss(
+            labeled, labels, logits_weak, logits_strong, threshold=threshold, lambda_u=lambda_u
+        )
+        return loss, {
+            "accuracy": jnp.mean(jnp.argmax(labeled, axis=-1) == labels),
+            "mask_rate": aux.mask_rate,
+            "supervised_loss": aux.supervised_loss,
+        }
+
+    return _update(state, jnp.concatenate([images, weak, strong]), key, loss_of_logits)
+
+
+@functools.partial(jax.jit, donate_argnums=0, static_argnames=("temperature",))
+def distill_step(
+    state: TrainState, batch, key: jax.Array, *, temperature: float = DEFAULT_TEMPERATURE
+):
+    """One knowledge-distillation step: KL to the teacher's temperature-softened logits.
+
+    Args:
+      state: the student's `TrainState`; do not use it after the call.
+      batch: (images [B, H, W, C], teacher logits [B, C] for those images).
+      key: a `jax.random.key` for stochastic layers.
+      temperature: softening temperature T (static); the loss is scaled by T².
+
+    Returns:
+      (new state, metrics): as `train_step`; "accuracy" is the agreement with the
+      teacher's argmax.
+
+    References:
+      Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 5, task (b); Hinton et al.,
+      "Distilling the Knowledge in a Neural Network", 2015.
+    """
+    images, teacher_logits = batch
+
+    def loss_of_logits(logits):
+        loss = distillation_loss(logits, teacher_logits, temperature=temperature)
+        agree = jnp.argmax(logits, axis=-1) == jnp.argmax(teacher_logits, axis=-1)
+        return loss, {"accuracy": jnp.mean(agree)}
+
+    return _update(state, images, key, loss_of_logits)
+
+
+def _update(state: TrainState, images, key, loss_of_logits):
+    """Forward in train mode, loss from `loss_of_logits`, one optimizer update, metrics."""
+
     def loss_fn(params):
         logits, updates = state.apply_fn(
             {"params": params, "batch_stats": state.batch_stats},
@@ -86,17 +190,17 @@ def train_step(state: TrainState, batch, key: jax.Array):
             mutable=["batch_stats"],
             rngs={"dropout": key},
         )
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-        return loss, (logits, updates)
+        loss, extra = loss_of_logits(logits)
+        return loss, (extra, updates)
 
-    (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (extra, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads, batch_stats=updates["batch_stats"])
     grad_norm = optax.tree.norm(grads)
     metrics = {
         "loss": loss,
-        "accuracy": jnp.mean(jnp.argmax(logits, axis=-1) == labels),
         "grad_norm": grad_norm,
         "finite": jnp.isfinite(loss) & jnp.isfinite(grad_norm),
+        **extra,
     }
     return state, metrics
 

@@ -1,0 +1,137 @@
+"""Plumbing the experiment entry points share: data + features, atomic files, the absl main.
+
+Library code never reads a `ConfigDict`; this module is where the experiments unpack
+theirs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from ecos_jax import synthetic
+
+__all__ = [
+    "ImageBenchmark",
+    "atomic_write",
+    "json_default",
+    "load_image_benchmark",
+    "main",
+    "mean_std",
+]
+
+
+class ImageBenchmark(NamedTuple):
+    """A split's images and their features, with what they are in one sentence."""
+
+    split: Any  # ecos_jax.data.Split
+    features: synthetic.FeatureBenchmark
+    extractor: Any  # the FeatureExtractor that made `features`
+    about: str
+
+
+def load_image_benchmark(config, client_domain: str) -> ImageBenchmark:
+    """Loads `config.data` (source and images) for `client_domain` and featurises it.
+
+    Features are cached under a tag naming the split (dataset, seed, regime, caps, build),
+    so a second experiment on the same split reuses them.
+    """
+    from ecos_jax import data, feature_benchmark
+
+    source, img, fcfg = config.data.source, config.data.images, config.features
+    build = (img.build_train, img.build_test) if img.build_train else None
+    split = data.load_split(
+        source,
+        client_domain,
+        img.regime,
+        img.split_seed,
+        caps=img.caps or None,
+        include_unrelated=img.include_unrelated,
+        data_dir=img.data_dir,
+        build_counts=build,
+    )
+    extractor = feature_benchmark.make_extractor(
+        fcfg.extractor,
+        pool_images=split.pool_images,
+        pool_labels=split.pool_oracle.labels,
+        resolution=fcfg.resolution,
+        batch_size=fcfg.batch_size,
+        dim=fcfg.dim,
+    )
+    tag = None
+    if fcfg.cache:
+        tag = f"{source}-seed{img.split_seed}-{img.regime}-caps{img.caps}-build{build}"
+        tag += f"-unrelated{int(img.include_unrelated)}"
+    features = feature_benchmark.featurize_split(split, extractor, cache_tag=tag)
+    about = (
+        f"{source} images (offline benchmark `ecos_jax.data`; pool domains "
+        f"{', '.join(split.domains)}), regime {img.regime}, client domain "
+        f"{client_domain}, at most {img.caps} examples per domain; features φ = "
+        f"{extractor.name} (d={features.pool_features.shape[1]})."
+    )
+    return ImageBenchmark(split, features, extractor, about)
+
+
+def mean_std(values: list) -> tuple[float | None, float | None]:
+    """Mean and population std over seeds; None if any value is None (not private)."""
+    if any(v is None for v in values):
+        return None, None
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.mean()), float(arr.std())
+
+
+def atomic_write(path: Path, content: str | Callable, *, binary: bool = False) -> None:
+    """Writes to a temp file in the same folder, then `os.replace`s it into place.
+
+    `content` is the text (or bytes) to write, or a callable that writes to the open file.
+    A crash leaves the old file (or none), never a half-written one.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            if callable(content):
+                content(f)
+            else:
+                f.write(content)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; use the usual file mode
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def json_default(obj):
+    """JSON fallback for numpy scalars."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def main(run: Callable[[Any, str], dict], default_config: str) -> None:
+    """Defines --config and --workdir, runs `run(config, workdir)`, prints its JSON last."""
+    config_flag = config_flags.DEFINE_config_file("config", default_config, "Experiment config.")
+    workdir_flag = flags.DEFINE_string("workdir", None, "Output directory.")
+
+    def _main(argv: list[str]) -> None:
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        if not workdir_flag.value:
+            raise app.UsageError("--workdir is required.")
+        logging.set_verbosity(logging.WARNING)  # no INFO lines from JAX's backend probing
+        summary = run(config_flag.value, workdir_flag.value)
+        print(json.dumps(summary, allow_nan=False, default=json_default), flush=True)
+
+    app.run(functools.partial(_main))
