@@ -6,7 +6,7 @@ behind `save`, `restore` and `latest_step`.
 
 from ecos_jax.train import checkpoint
 from ecos_jax.train.augment import STRONG_OPS, strong_augment, weak_augment
-from ecos_jax.train.loop import batch_indices, evaluate, fit
+from ecos_jax.train.loop import batch_indices, evaluate, fit, predict_logits
 from ecos_jax.train.optim import make_optimizer, make_schedule
 from ecos_jax.train.steps import (
     TrainState,
@@ -30,6 +30,7 @@ __all__ = [
     "fixmatch_step",
     "make_optimizer",
     "make_schedule",
+    "predict_logits",
     "strong_augment",
     "train_step",
     "weak_augment",

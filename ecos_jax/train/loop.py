@@ -22,7 +22,7 @@ from ecos_jax.train import checkpoint
 from ecos_jax.train.augment import strong_augment, weak_augment
 from ecos_jax.train.steps import TrainState, eval_step, train_step
 
-__all__ = ["batch_indices", "evaluate", "fit"]
+__all__ = ["batch_indices", "evaluate", "fit", "predict_logits"]
 
 _AUGMENTS = ("weak", None)
 METRICS_FILE = "metrics.jsonl"
@@ -86,6 +86,35 @@ def evaluate(state: TrainState, images, labels, *, batch_size: int = 256) -> dic
         "accuracy": float(totals["correct"]) / n,
         "loss": float(totals["loss_sum"]) / n,
     }
+
+
+def predict_logits(state: TrainState, images, *, batch_size: int = 256) -> np.ndarray:
+    """Eval-mode logits [N, C] of a whole set, in fixed-size padded batches (one compile).
+
+    References:
+      Hong, Lyu, Zhou, Spranger. "Outsourcing Training without Uploading Data via
+      Efficient Collaborative Open-Source Sampling." NeurIPS 2022. arXiv:2210.12575.
+    """
+    images = np.asarray(images)
+    n = len(images)
+    if n == 0:
+        raise ValueError("predict_logits needs at least one image")
+    size = min(batch_size, n)
+    out = []
+    for start in range(0, n, size):
+        x = images[start : start + size]
+        valid = len(x)
+        if valid < size:
+            x = np.concatenate([x, np.zeros((size - valid, *x.shape[1:]), x.dtype)])
+        out.append(np.asarray(_logits(state, x))[:valid])
+    return np.concatenate(out)
+
+
+@jax.jit
+def _logits(state: TrainState, images) -> jax.Array:
+    """Eval-mode forward pass (BatchNorm running statistics)."""
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    return state.apply_fn(variables, images, train=False)
 
 
 def _check_finite(finite_flags: list[tuple[int, jax.Array]], losses) -> None:
