@@ -42,7 +42,7 @@ def macs(fn: Callable, *args) -> int:
     cost = jax.jit(fn).lower(*args).compile().cost_analysis()
     if isinstance(cost, list | tuple):  # older JAX returns one dict per computation
         cost = cost[0] if cost else {}
-    return int(round(float((cost or {}).get("flops", 0.0)) / 2))
+    return round(float((cost or {}).get("flops", 0.0)) / 2)
 
 
 def scoring_macs(num_client: int, num_clusters: int, dim: int) -> int:

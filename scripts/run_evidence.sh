@@ -5,6 +5,7 @@
 set -euo pipefail
 root="${1:-workdir/evidence}"
 py="${PYTHON:-python}"
+mkdir -p "$root"
 run() {  # run TASK VARIANT
   local task="$1" variant="$2" out="$root/$1_$2"
   echo "== $task:$variant -> $out ($(date -u +%H:%M:%S))"

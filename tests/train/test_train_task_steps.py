@@ -98,7 +98,7 @@ def test_distill_fit_matches_the_teacher():
 
 
 def test_distill_step_loss_is_the_distillation_loss():
-    images, labels = _problem(n=8)
+    images, _ = _problem(n=8)
     state = _fresh_state()
     teacher = jax.random.normal(jax.random.key(3), (8, 2))
     student = predict_logits(state, images)
