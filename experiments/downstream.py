@@ -170,6 +170,8 @@ def _run_domain(config, domain: str, workdir: Path) -> tuple[list[dict], str]:
                         chunk_size=config.chunk_size,
                     )
                 ecos = rounds[(seed, eps)]
+                if seed == plan[0][0] and eps == float(config.report_epsilon):
+                    _save_cluster_examples(ecos, bench, workdir / "examples" / f"{domain}.npz")
             idx, cost = selection.select(
                 method,
                 keys,
@@ -196,6 +198,41 @@ def _run_domain(config, domain: str, workdir: Path) -> tuple[list[dict], str]:
     if teacher is not None:
         header += f" Teacher test accuracy {teacher['accuracy']:.3f}."
     return rows, header
+
+
+def _save_cluster_examples(ecos, bench, path: Path, *, num_clusters=3, per_cluster=8) -> None:
+    """Images of the highest- and lowest-scored clusters (nearest their centroid), for the
+    notebook: which parts of the pool the client's noisy scores pointed at."""
+    scores = np.asarray(ecos.scores.scores)
+    assign = np.asarray(ecos.cloud.clustering.assignments)
+    centroids = np.asarray(ecos.cloud.clustering.centroids)
+    pool = np.asarray(ecos.cloud.pool_features)
+    order = np.argsort(-scores, kind="stable")
+    chosen = np.concatenate([order[:num_clusters], order[-num_clusters:]])
+    images = np.zeros((len(chosen), per_cluster, *bench.split.pool_images.shape[1:]), np.uint8)
+    id_fraction, sizes = [], []
+    for i, r in enumerate(chosen):
+        members = np.flatnonzero(assign == r)
+        near = members[np.argsort(np.sum((pool[members] - centroids[r]) ** 2, axis=1))]
+        images[i, : min(per_cluster, len(near))] = bench.split.pool_images[near[:per_cluster]]
+        sizes.append(len(members))
+        id_fraction.append(
+            float(np.mean(bench.features.pool_domains[members] == bench.features.client_domain))
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    common.atomic_write(
+        path,
+        lambda f: np.savez(
+            f,
+            clusters=chosen,
+            scores=scores[chosen],
+            all_scores=scores,
+            images=images,
+            sizes=np.asarray(sizes),
+            id_fraction=np.asarray(id_fraction),
+        ),
+        binary=True,
+    )
 
 
 def _plan(config) -> list[tuple[int, float, int, str]]:
@@ -405,23 +442,43 @@ def _fit(ctx, seed, images, targets, run_dir, *, step_fn, unlabeled):
 
 def _make_model(mcfg, num_classes: int):
     """The classifier named by `mcfg.model` at width `mcfg.width`."""
-    if mcfg.model == "digits_cnn":
-        return models.DigitsCNN(num_classes=num_classes, width=mcfg.width)
-    if mcfg.model == "resnet18":
-        return models.ResNet18(num_classes=num_classes, width=mcfg.width)
-    raise ValueError(f"model={mcfg.model!r}; choose 'digits_cnn' or 'resnet18'.")
+    return _model(mcfg.model, int(num_classes), float(mcfg.width))
+
+
+@functools.cache
+def _model(name: str, num_classes: int, width: float):
+    """One module object per setting: `TrainState.apply_fn` is its bound `apply`, which
+    compares by identity, so a new module per run would recompile every step function."""
+    if name == "digits_cnn":
+        return models.DigitsCNN(num_classes=num_classes, width=width)
+    if name == "resnet18":
+        return models.ResNet18(num_classes=num_classes, width=width)
+    raise ValueError(f"model={name!r}; choose 'digits_cnn' or 'resnet18'.")
 
 
 def _init_state(key, model, mcfg, sample):
     """A TrainState with the configured optimizer and warmup-cosine schedule."""
-    optimizer = train.make_optimizer(
+    optimizer = _optimizer(
         mcfg.optimizer,
-        learning_rate=mcfg.learning_rate,
-        total_steps=max(1, mcfg.num_steps),
-        warmup_steps=mcfg.warmup_steps,
-        weight_decay=mcfg.weight_decay,
+        float(mcfg.learning_rate),
+        max(1, int(mcfg.num_steps)),
+        int(mcfg.warmup_steps),
+        float(mcfg.weight_decay),
     )
     return train.create_train_state(key, model, optimizer, jnp.asarray(sample))
+
+
+@functools.cache
+def _optimizer(name: str, learning_rate, total_steps, warmup_steps, weight_decay):
+    """One optimizer object per setting: the jitted steps key their cache on it, so a new
+    (equal but not identical) optimizer per run would recompile every step function."""
+    return train.make_optimizer(
+        name,
+        learning_rate=learning_rate,
+        total_steps=total_steps,
+        warmup_steps=warmup_steps,
+        weight_decay=weight_decay,
+    )
 
 
 def _model_init_args(mcfg, num_classes: int, sample):

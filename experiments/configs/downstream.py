@@ -102,7 +102,7 @@ def base_config(task: str, variant: str, variants: tuple[str, ...]) -> ml_collec
         t.warmup_steps = 1
         config.budgets = (60, 120)
         config.epsilons = (0.22, 0.58)
-        config.seeds = (1, 2)
+        config.seeds = (1,)
         config.report_budget = 60
     if variant == "sweep":
         config.client_domains = DIGIT_DOMAINS
