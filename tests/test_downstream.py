@@ -1,0 +1,187 @@
+"""The three downstream experiments end to end on their smoke configs, determinism,
+resume, the composed privacy of task (c), and config errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecos_jax import privacy, tasks
+from experiments import downstream
+from experiments.configs import client_labeling as cl_config
+from experiments.configs import model_compression as mc_config
+from experiments.configs import selective_labeling as sl_config
+
+REPO = Path(__file__).resolve().parents[1]
+ARTEFACTS = (
+    "config.json",
+    "metrics.jsonl",
+    "results.md",
+    "accuracy_vs_budget.png",
+    "accuracy_vs_epsilon.png",
+    "examples/mnist_blend.npz",
+)
+
+
+def _rows(workdir: Path) -> list[dict]:
+    return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _check_artefacts(workdir: Path, config) -> list[dict]:
+    for name in ARTEFACTS:
+        assert (workdir / name).stat().st_size > 0, name
+    rows = _rows(workdir)
+    methods = {r["method"] for r in rows}
+    assert methods == set(config.methods)
+    for r in rows:
+        assert 0.0 <= r["accuracy"] <= 1.0
+        run = workdir / "runs" / r["client_domain"]
+        name = f"{r['method']}_b{r['budget']}_eps{(r['epsilon_target'] or 0.58):g}_s{r['seed']}"
+        assert list((run / name / "tensorboard").glob("events.out.tfevents.*")), name
+    text = (workdir / "results.md").read_text()
+    assert "| ECOS |" in text and "| Random |" in text and "client MACs" in text
+    return rows
+
+
+def test_selective_labeling_smoke_cli(tmp_path):
+    workdir = tmp_path / "sl"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.selective_labeling",
+            f"--workdir={workdir}",
+            f"--config={REPO / 'experiments/configs/selective_labeling.py'}:smoke",
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    config = sl_config.get_config("smoke")
+    rows = _check_artefacts(workdir, config)
+    assert set(summary["methods"]) == set(config.methods)
+    for m in summary["methods"].values():
+        assert set(m) == {"accuracy_mean", "accuracy_std"}
+    assert summary["epsilon_rdp"] == pytest.approx(0.58, abs=1e-3)
+    assert summary["epsilon_pld"] < summary["epsilon_rdp"]
+    # the human labelers reject junk: never more labeled examples than the budget
+    for r in rows:
+        if r["method"] not in downstream.REFERENCE_METHODS:
+            assert r["num_train"] <= r["budget"]
+
+
+def test_model_compression_smoke(tmp_path):
+    config = mc_config.get_config("smoke")
+    summary = downstream.run(config, tmp_path / "mc")
+    rows = _check_artefacts(tmp_path / "mc", config)
+    assert (tmp_path / "mc" / "runs" / "mnist_blend" / "teacher" / "checkpoints").is_dir()
+    # distillation needs no labels: S keeps every selected image
+    for r in rows:
+        if r["method"] not in downstream.REFERENCE_METHODS:
+            assert r["num_train"] == r["budget"]
+    assert "Teacher test accuracy" in (tmp_path / "mc" / "results.md").read_text()
+    assert summary["task"] == "model_compression"
+
+
+def test_client_labeling_smoke_composes_privacy(tmp_path):
+    config = cl_config.get_config("smoke")
+    summary = downstream.run(config, tmp_path / "cl")
+    rows = _check_artefacts(tmp_path / "cl", config)
+    delta = config.ecos.delta
+    for r in rows:
+        if r["method"] in ("local",):
+            continue
+        if r["method"] == "oracle":
+            assert r["epsilon_rdp"] is None
+            continue
+        knn = privacy.GaussianRelease(
+            noise_multiplier=r["knn_sigma"] / tasks.PRIVATE_KNN_SENSITIVITY,
+            count=r["budget"],
+            name="private_knn_votes",
+        )
+        releases = [knn]
+        if r["method"] == "ecos":
+            sigma = privacy.calibrate_sigma(r["epsilon_target"], delta=delta, count=1)
+            releases.append(privacy.GaussianRelease(noise_multiplier=sigma))
+        expected = privacy.epsilons(releases, delta=delta)
+        assert r["epsilon_rdp"] == pytest.approx(expected["rdp"], rel=1e-6)
+        assert r["epsilon_pld"] == pytest.approx(expected["pld"], rel=1e-6)
+        assert 0.0 <= r["label_accuracy"] <= 1.0
+    ecos = [r for r in rows if r["method"] == "ecos"]
+    assert all(r["epsilon_rdp"] > r["epsilon_target"] for r in ecos)
+    assert summary["epsilon_rdp"] > config.knn.target_epsilon
+
+
+def _small_config():
+    config = sl_config.get_config("smoke")
+    config.methods = ("ecos", "random", "local")
+    config.budgets = (60,)
+    config.epsilons = (0.58,)
+    return config
+
+
+def test_same_config_and_seed_give_identical_metrics_and_rerun_resumes(tmp_path):
+    config = _small_config()
+    downstream.run(config, tmp_path / "a")
+    downstream.run(config, tmp_path / "b")
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    assert strip(_rows(tmp_path / "a")) == strip(_rows(tmp_path / "b"))
+    idx_a = np.load(tmp_path / "a" / "examples" / "mnist_blend.npz")["all_scores"]
+    idx_b = np.load(tmp_path / "b" / "examples" / "mnist_blend.npz")["all_scores"]
+    np.testing.assert_array_equal(idx_a, idx_b)
+
+    # A rerun in the same work directory reuses every finished run (no retraining) ...
+    results = sorted((tmp_path / "a" / "runs").rglob("result.json"))
+    before = [p.stat().st_mtime_ns for p in results]
+    downstream.run(config, tmp_path / "a")
+    assert [p.stat().st_mtime_ns for p in results] == before
+    # ... unless a setting the runs depend on changed.
+    config.train.learning_rate = 0.01
+    downstream.run(config, tmp_path / "a")
+    assert [p.stat().st_mtime_ns for p in results] != before
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("task", "labeling", "config.task"),
+        ("methods", ("ecos", "best"), "unknown"),
+        ("report_budget", 7, "config.report_budget"),
+        ("report_epsilon", 9.0, "config.report_epsilon"),
+        ("train.mode", "mixmatch", "config.train.mode"),
+        ("client_domains", (), "must not be empty"),
+    ],
+)
+def test_config_errors_name_the_field(field, value, match):
+    config = sl_config.get_config("smoke")
+    target, _, name = field.rpartition(".")
+    setattr(config.train if target else config, name, value)
+    with pytest.raises(ValueError, match=match):
+        downstream.check_config(config)
+
+
+def test_task_specific_config_errors():
+    config = cl_config.get_config("smoke")
+    config.methods = ("ecos", "full_pool")
+    with pytest.raises(ValueError, match="'full_pool' does not apply"):
+        downstream.check_config(config)
+    config = mc_config.get_config("smoke")
+    config.train.mode = "fixmatch"
+    with pytest.raises(ValueError, match="selective_labeling only"):
+        downstream.check_config(config)
+
+
+@pytest.mark.parametrize("module", [sl_config, mc_config, cl_config])
+def test_every_variant_builds_and_passes_the_checks(module):
+    for variant in module.VARIANTS:
+        config = module.get_config(variant)
+        downstream.check_config(config)
+    with pytest.raises(ValueError, match="unknown config variant"):
+        module.get_config("nope")
