@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PYTHONHASHSEED := 0
 
-.PHONY: install install-test main test test-fast test-multidevice test-slow bench lint notebooks
+.PHONY: install install-test main test test-fast test-multidevice test-slow bench lint notebooks evidence
 
 install:
 	@bash scripts/install.sh
@@ -10,9 +10,9 @@ install:
 install-test:
 	@bash scripts/install.sh --test
 
-## The main job: install, then a real ECOS experiment with its results table and plots.
+## The main job: install, then task (a) selective labeling with ECOS and every baseline.
 main: install
-	$(PY) -m experiments.sampling_quality --workdir=workdir/sampling_quality
+	$(PY) -m experiments.selective_labeling --workdir=workdir/selective_labeling
 
 ## The whole default test suite (what CI runs): lint, unit tests, multi-device tests.
 test: install-test
@@ -24,6 +24,10 @@ test: install-test
 ## Slow tests (benchmark-scale KMeans vs scikit-learn, full-size data builds): not in CI.
 test-slow: install-test
 	$(PY) -m pytest --timeout=3600 -m slow tests
+
+## The evidence sweep behind results/ (about 1.5 h on 2 CPU cores; resumable).
+evidence: install
+	PYTHON=$(PY) bash scripts/run_evidence.sh workdir/evidence
 
 bench: install-test
 	$(PY) -m experiments.bench_kmeans
