@@ -1,6 +1,7 @@
 """Every notebook executes on the smoke output of its experiment."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,22 @@ import nbformat
 from nbclient import NotebookClient
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _execute_notebook(name: str, results_dir: Path) -> str:
+    """Executes notebooks/`name` on `results_dir`; returns the text of its printed outputs."""
+    nb = nbformat.read(REPO / "notebooks" / name, as_version=4)
+    os.environ["ECOS_RESULTS_DIR"] = str(results_dir)
+    try:
+        NotebookClient(
+            nb,
+            timeout=300,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(REPO / "notebooks")}},
+        ).execute()
+    finally:
+        del os.environ["ECOS_RESULTS_DIR"]
+    return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
 
 
 def test_sampling_quality_notebook_runs_on_smoke_output(tmp_path):
@@ -25,17 +42,35 @@ def test_sampling_quality_notebook_runs_on_smoke_output(tmp_path):
         check=True,
         capture_output=True,
     )
-    nb = nbformat.read(REPO / "notebooks" / "sampling_quality.ipynb", as_version=4)
-    os.environ["ECOS_RESULTS_DIR"] = str(workdir)
-    try:
-        NotebookClient(
-            nb,
-            timeout=300,
-            kernel_name="python3",
-            resources={"metadata": {"path": str(REPO / "notebooks")}},
-        ).execute()
-    finally:
-        del os.environ["ECOS_RESULTS_DIR"]
+    outputs = _execute_notebook("sampling_quality.ipynb", workdir)
     assert (workdir / "per_seed.png").stat().st_size > 0
-    outputs = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
     assert "ecos" in outputs and "random" in outputs
+
+
+def test_results_notebook_runs_on_smoke_output(tmp_path):
+    workdir = tmp_path / "sl"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.selective_labeling",
+            f"--workdir={workdir}",
+            f"--config={REPO / 'experiments/configs/selective_labeling.py'}:smoke",
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
+    # the committed results/<task>/<variant>/ layout: no examples/ and no runs/
+    committed = tmp_path / "committed"
+    shutil.copytree(workdir, committed, ignore=shutil.ignore_patterns("examples", "runs"))
+
+    outputs = _execute_notebook("results.ipynb", workdir)
+    for name in ("accuracy_vs_budget", "gain_per_domain", "clusters_mnist_blend"):
+        assert (workdir / f"notebook_{name}.png").stat().st_size > 0
+    assert "ECOS" in outputs or "ecos" in outputs
+
+    outputs = _execute_notebook("results.ipynb", committed)
+    assert (committed / "notebook_accuracy_vs_budget.png").stat().st_size > 0
+    assert not list(committed.glob("notebook_clusters_*.png"))
+    assert "no examples/" in outputs and "no runs/" in outputs
