@@ -18,15 +18,17 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from ecos_jax import synthetic
+from ecos_jax import selection, synthetic
 
 __all__ = [
     "ImageBenchmark",
     "atomic_write",
+    "ecos_round",
     "json_default",
     "load_image_benchmark",
     "main",
     "mean_std",
+    "select",
 ]
 
 
@@ -79,6 +81,42 @@ def load_image_benchmark(config, client_domain: str) -> ImageBenchmark:
         f"{extractor.name} (d={features.pool_features.shape[1]})."
     )
     return ImageBenchmark(split, features, extractor, about)
+
+
+def ecos_round(config, keys, pool_features, client_features, sigma: float):
+    """`selection.ecos_round` with the settings of `config.ecos`, `metric`, `chunk_size`."""
+    ecfg = config.ecos
+    return selection.ecos_round(
+        keys,
+        pool_features,
+        client_features,
+        sigma=sigma,
+        num_clusters=ecfg.num_clusters,
+        kmeans_iters=ecfg.kmeans_iters,
+        method=ecfg.method,
+        delta=ecfg.delta,
+        metric=config.metric,
+        chunk_size=config.chunk_size,
+    )
+
+
+def select(config, method: str, keys, budget: int, pool_features, client_features, ecos):
+    """`selection.select` with the settings of `config` (κ, threshold, top-k, oracle κ)."""
+    ecfg = config.ecos
+    return selection.select(
+        method,
+        keys,
+        budget=budget,
+        pool_features=pool_features,
+        client_features=client_features,
+        ecos=ecos,
+        kappa=ecfg.kappa,
+        threshold_multiple=ecfg.threshold_multiple,
+        top_k=ecfg.top_k,
+        oracle_kappa=config.oracle_kappa,
+        metric=config.metric,
+        chunk_size=config.chunk_size,
+    )
 
 
 def mean_std(values: list) -> tuple[float | None, float | None]:

@@ -157,35 +157,13 @@ def _run_domain(config, domain: str, workdir: Path) -> tuple[list[dict], str]:
             ecos = None
             if method == "ecos":
                 if (seed, eps) not in rounds:
-                    rounds[(seed, eps)] = selection.ecos_round(
-                        keys,
-                        pool_x,
-                        client_x,
-                        sigma=sigmas[eps],
-                        num_clusters=config.ecos.num_clusters,
-                        kmeans_iters=config.ecos.kmeans_iters,
-                        method=config.ecos.method,
-                        delta=config.ecos.delta,
-                        metric=config.metric,
-                        chunk_size=config.chunk_size,
+                    rounds[(seed, eps)] = common.ecos_round(
+                        config, keys, pool_x, client_x, sigmas[eps]
                     )
                 ecos = rounds[(seed, eps)]
                 if seed == plan[0][0] and eps == float(config.report_epsilon):
                     _save_cluster_examples(ecos, bench, workdir / "examples" / f"{domain}.npz")
-            idx, cost = selection.select(
-                method,
-                keys,
-                budget=budget,
-                pool_features=pool_x,
-                client_features=client_x,
-                ecos=ecos,
-                kappa=config.ecos.kappa,
-                threshold_multiple=config.ecos.threshold_multiple,
-                top_k=config.ecos.top_k,
-                oracle_kappa=config.oracle_kappa,
-                metric=config.metric,
-                chunk_size=config.chunk_size,
-            )
+            idx, cost = common.select(config, method, keys, budget, pool_x, client_x, ecos)
         rows.append(_train_and_evaluate(ctx, seed, eps, budget, method, idx, cost))
         bar.update(1)
     bar.close()

@@ -96,35 +96,11 @@ def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
         for method in config.methods:
             if method == "ecos":  # one release per seed serves every budget
                 start = time.perf_counter()
-                ecos = selection.ecos_round(
-                    keys,
-                    pool,
-                    client,
-                    sigma=sigma,
-                    num_clusters=ecfg.num_clusters,
-                    kmeans_iters=ecfg.kmeans_iters,
-                    method=ecfg.method,
-                    delta=ecfg.delta,
-                    metric=config.metric,
-                    chunk_size=config.chunk_size,
-                )
+                ecos = common.ecos_round(config, keys, pool, client, sigma)
                 round_seconds = time.perf_counter() - start
             for budget in config.budgets:
                 start = time.perf_counter()
-                idx, cost = selection.select(
-                    method,
-                    keys,
-                    budget=budget,
-                    pool_features=pool,
-                    client_features=client,
-                    ecos=ecos,
-                    kappa=ecfg.kappa,
-                    threshold_multiple=ecfg.threshold_multiple,
-                    top_k=ecfg.top_k,
-                    oracle_kappa=config.oracle_kappa,
-                    metric=config.metric,
-                    chunk_size=config.chunk_size,
-                )
+                idx, cost = common.select(config, method, keys, budget, pool, client, ecos)
                 seconds = time.perf_counter() - start
                 rows.append(
                     dict(

@@ -14,9 +14,9 @@ Variants shared by the three tasks:
 from __future__ import annotations
 
 import ml_collections
-from ml_collections import config_dict
 
 from ecos_jax.data import DIGIT_DOMAINS
+from experiments.configs import blocks
 
 COMMON_VARIANTS = ("default", "smoke", "sweep", "tfds_digits", "domainnet")
 
@@ -32,33 +32,12 @@ def base_config(task: str, variant: str, variants: tuple[str, ...]) -> ml_collec
 
     config.data = ml_collections.ConfigDict()
     config.data.source = "digits"
-    img = config.data.images = ml_collections.ConfigDict()
-    img.regime = "id+ood"
-    img.split_seed = 0
-    img.caps = 4000  # examples per domain read from each train split
-    img.include_unrelated = True  # Fashion-MNIST and animal silhouettes: junk in the pool
-    img.build_train = 0  # 0 = the full build
-    img.build_test = 0
-    img.data_dir = config_dict.placeholder(str)
+    img = config.data.images = blocks.image_data()
     config.client_domains = ("mnist_blend",)
     config.num_classes = 10
 
-    config.features = ml_collections.ConfigDict()
-    config.features.extractor = "efficientnet_lite0"
-    config.features.resolution = 64
-    config.features.batch_size = 256
-    config.features.dim = 64
-    config.features.cache = True
-
-    config.ecos = ml_collections.ConfigDict()
-    config.ecos.num_clusters = 50
-    config.ecos.kmeans_iters = 100
-    config.ecos.method = "voronoi"
-    config.ecos.delta = 1e-5
-    config.ecos.accountant = "rdp"
-    config.ecos.kappa = 1.5
-    config.ecos.threshold_multiple = config_dict.placeholder(float)
-    config.ecos.top_k = config_dict.placeholder(int)
+    config.features = blocks.features()
+    config.ecos = blocks.ecos()
     config.metric = "l2"
     config.oracle_kappa = 1.5
     config.chunk_size = 1024

@@ -35,7 +35,8 @@ classes) and R=50 < 60 blobs, k-means merges ID and OoD blobs: ECOS drops to ID 
 from __future__ import annotations
 
 import ml_collections
-from ml_collections import config_dict
+
+from experiments.configs import blocks
 
 VARIANTS = ("default", "smoke", "synthetic", "synthetic_smoke")
 
@@ -54,23 +55,9 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     # "domainnet": catalog datasets the user has prepared; "synthetic": Gaussian mixtures.
     config.data.source = "digits"
 
-    # Real images (any source but "synthetic"), featurised by `config.features`.
-    config.data.images = ml_collections.ConfigDict()
+    config.data.images = blocks.image_data()
     config.data.images.client_domain = "mnist_blend"
-    config.data.images.regime = "id+ood"
-    config.data.images.split_seed = 0
-    config.data.images.caps = 4000  # examples per domain read from each train split
-    config.data.images.include_unrelated = True  # Fashion-MNIST and animal silhouettes
-    config.data.images.build_train = 0  # examples per domain to build; 0 = the full build
-    config.data.images.build_test = 0
-    config.data.images.data_dir = config_dict.placeholder(str)  # None: $ECOS_DATA_DIR or cache
-
-    config.features = ml_collections.ConfigDict()
-    config.features.extractor = "efficientnet_lite0"
-    config.features.resolution = 64  # measured: ECOS ID fraction 0.45 at 64 px vs 0.23 at 32 px
-    config.features.batch_size = 256
-    config.features.dim = 64  # width of the fitted extractors (pixels_pca, small_cnn)
-    config.features.cache = True
+    config.features = blocks.features()
 
     # SYNTHETIC features (source "synthetic").
     config.data.synthetic = ml_collections.ConfigDict()
@@ -88,16 +75,8 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     syn.style_strength = 0.5
     syn.noise_std = 1.0
 
-    config.ecos = ml_collections.ConfigDict()
-    config.ecos.num_clusters = 50
-    config.ecos.kmeans_iters = 100
-    config.ecos.method = "voronoi"
+    config.ecos = blocks.ecos()
     config.ecos.target_epsilon = 0.58
-    config.ecos.delta = 1e-5
-    config.ecos.accountant = "rdp"
-    config.ecos.kappa = 1.5
-    config.ecos.threshold_multiple = config_dict.placeholder(float)
-    config.ecos.top_k = config_dict.placeholder(int)
 
     config.metric = "l2"
     config.oracle_kappa = 1.5

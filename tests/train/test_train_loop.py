@@ -6,38 +6,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tiny_problem import fresh_state, problem
 
-from ecos_jax.models import DigitsCNN
 from ecos_jax.train import (
     batch_indices,
     checkpoint,
-    create_train_state,
     eval_step,
     evaluate,
     fit,
-    make_optimizer,
     train_step,
 )
-
-# One model and optimizer for the whole module, so the jitted steps compile once.
-MODEL = DigitsCNN(num_classes=2, width=1 / 16)
-OPTIMIZER = make_optimizer("sgd", learning_rate=0.05, total_steps=40, warmup_steps=2)
-
-
-def _problem(n=64, seed=0):
-    """Two separable classes of 8×8 images: bright left half vs bright right half."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 2
-    images = rng.uniform(0, 60, (n, 8, 8, 3)).astype(np.float32)
-    images[labels == 0, :, :4] += 150
-    images[labels == 1, :, 4:] += 150
-    return images, labels.astype(np.int32)
-
-
-def _fresh_state(seed=0):
-    return create_train_state(
-        jax.random.key(seed), MODEL, OPTIMIZER, jnp.zeros((1, 8, 8, 3), jnp.float32)
-    )
 
 
 def _assert_trees_equal(a, b):
@@ -49,8 +27,8 @@ def _assert_trees_equal(a, b):
 
 
 def test_train_step_decreases_loss_and_learns():
-    images, labels = _problem()
-    state = _fresh_state()
+    images, labels = problem()
+    state = fresh_state()
     before = evaluate(state, images, labels, batch_size=8)
     losses = []
     for step in range(30):
@@ -68,8 +46,8 @@ def test_train_step_decreases_loss_and_learns():
 
 
 def test_eval_step_skips_padding_rows():
-    images, labels = _problem(n=8)
-    state = _fresh_state()
+    images, labels = problem(n=8)
+    state = fresh_state()
     full = eval_step(state, (images, labels))
     padded = eval_step(state, (images, np.concatenate([labels[:5], [-1, -1, -1]])))
     head = evaluate(state, images[:5], labels[:5], batch_size=8)  # pads to 8 itself
@@ -80,8 +58,8 @@ def test_eval_step_skips_padding_rows():
 
 
 def test_checkpoint_round_trip_and_latest_step(tmp_path):
-    images, labels = _problem(n=8)
-    state = _fresh_state()
+    images, labels = problem(n=8)
+    state = fresh_state()
     assert checkpoint.latest_step(tmp_path) is None
     saved = {}
     for step in (1, 2):
@@ -89,12 +67,12 @@ def test_checkpoint_round_trip_and_latest_step(tmp_path):
         saved[step] = jax.device_get(state)
         checkpoint.save(tmp_path, step, state)
     assert checkpoint.latest_step(tmp_path) == 2
-    _assert_trees_equal(checkpoint.restore(tmp_path, _fresh_state(seed=9)), saved[2])
-    _assert_trees_equal(checkpoint.restore(tmp_path, _fresh_state(seed=9), step=1), saved[1])
+    _assert_trees_equal(checkpoint.restore(tmp_path, fresh_state(seed=9)), saved[2])
+    _assert_trees_equal(checkpoint.restore(tmp_path, fresh_state(seed=9), step=1), saved[1])
     with pytest.raises(FileNotFoundError, match="step=5"):
-        checkpoint.restore(tmp_path, _fresh_state(), step=5)
+        checkpoint.restore(tmp_path, fresh_state(), step=5)
     with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
-        checkpoint.restore(tmp_path / "empty", _fresh_state())
+        checkpoint.restore(tmp_path / "empty", fresh_state())
 
 
 def test_interrupted_save_is_not_the_latest_checkpoint(tmp_path, monkeypatch):
@@ -103,7 +81,7 @@ def test_interrupted_save_is_not_the_latest_checkpoint(tmp_path, monkeypatch):
     def killed(*args, **kwargs):
         raise RuntimeError("killed before the rename")
 
-    state = _fresh_state()
+    state = fresh_state()
     checkpoint.save(tmp_path, 1, state)
     monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, "finalize", killed)
     with pytest.raises(RuntimeError, match="killed"):
@@ -111,24 +89,24 @@ def test_interrupted_save_is_not_the_latest_checkpoint(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert any(".orbax-checkpoint-tmp" in p.name for p in tmp_path.iterdir())
     assert checkpoint.latest_step(tmp_path) == 1
-    _assert_trees_equal(checkpoint.restore(tmp_path, _fresh_state(seed=9)), state)
+    _assert_trees_equal(checkpoint.restore(tmp_path, fresh_state(seed=9)), state)
     checkpoint.save(tmp_path, 2, state)  # a retry over the leftover temporary directory
     assert checkpoint.latest_step(tmp_path) == 2
 
 
 def test_resumed_fit_is_bit_identical_to_uninterrupted(tmp_path):
-    images, labels = _problem(n=32)
+    images, labels = problem(n=32)
     kwargs = dict(batch_size=8, log_every=1, augment="weak", progress=False)
     key = jax.random.key(4)
     train_step._clear_cache()
-    full, full_history = fit(key, _fresh_state(), images, labels, num_steps=6, **kwargs)
+    full, full_history = fit(key, fresh_state(), images, labels, num_steps=6, **kwargs)
     assert train_step._cache_size() == 1  # recompilation guard: one compile for all steps
 
     workdir = tmp_path / "run"
-    _, first = fit(key, _fresh_state(), images, labels, num_steps=3, workdir=workdir, **kwargs)
+    _, first = fit(key, fresh_state(), images, labels, num_steps=3, workdir=workdir, **kwargs)
     assert checkpoint.latest_step(workdir / "checkpoints") == 3
     resumed, history = fit(
-        key, _fresh_state(), images, labels, num_steps=6, workdir=workdir, **kwargs
+        key, fresh_state(), images, labels, num_steps=6, workdir=workdir, **kwargs
     )
     assert int(resumed.step) == 6
     assert train_step._cache_size() == 1  # resuming from a checkpoint reuses it
@@ -140,15 +118,15 @@ def test_resumed_fit_is_bit_identical_to_uninterrupted(tmp_path):
     assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
     assert any((workdir / "tensorboard").iterdir())
     # A finished run resumes to itself without training.
-    again, _ = fit(key, _fresh_state(), images, labels, num_steps=6, workdir=workdir, **kwargs)
+    again, _ = fit(key, fresh_state(), images, labels, num_steps=6, workdir=workdir, **kwargs)
     _assert_trees_equal(again.params, full.params)
 
 
 def test_fit_logs_eval_metrics_and_checkpoints_periodically(tmp_path):
-    images, labels = _problem(n=32)
+    images, labels = problem(n=32)
     _, history = fit(
         jax.random.key(0),
-        _fresh_state(),
+        fresh_state(),
         images,
         labels,
         num_steps=4,
@@ -167,7 +145,7 @@ def test_fit_logs_eval_metrics_and_checkpoints_periodically(tmp_path):
 
 
 def test_nan_loss_raises_naming_the_step():
-    images, labels = _problem(n=32)
+    images, labels = problem(n=32)
     images[5] = np.nan
     key = jax.random.key(2)
     seed = np.asarray(jax.random.bits(jax.random.split(key)[0], (4,), jnp.uint32))
@@ -177,7 +155,7 @@ def test_nan_loss_raises_naming_the_step():
     with pytest.raises(FloatingPointError, match=f"at step {first_bad} "):
         fit(
             key,
-            _fresh_state(),
+            fresh_state(),
             images,
             labels,
             num_steps=first_bad + 2,

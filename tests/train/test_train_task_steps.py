@@ -6,46 +6,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tiny_problem import fresh_state, problem
 
-from ecos_jax.models import DigitsCNN
 from ecos_jax.tasks import distillation_loss
 from ecos_jax.train import (
-    create_train_state,
     distill_step,
     evaluate,
     fit,
     fixmatch_step,
-    make_optimizer,
     predict_logits,
 )
 
-MODEL = DigitsCNN(num_classes=2, width=1 / 16)
-OPTIMIZER = make_optimizer("sgd", learning_rate=0.05, total_steps=40, warmup_steps=2)
-
-
-def _problem(n=64, seed=0):
-    """Two separable classes of 8×8 images: bright left half vs bright right half."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 2
-    images = rng.uniform(0, 60, (n, 8, 8, 3)).astype(np.float32)
-    images[labels == 0, :, :4] += 150
-    images[labels == 1, :, 4:] += 150
-    return images, labels.astype(np.int32)
-
-
-def _fresh_state(seed=0):
-    return create_train_state(
-        jax.random.key(seed), MODEL, OPTIMIZER, jnp.zeros((1, 8, 8, 3), jnp.float32)
-    )
-
 
 def test_fixmatch_fit_learns_and_reports_mask_rate():
-    images, labels = _problem()
-    unlabeled, _ = _problem(n=96, seed=1)
+    images, labels = problem()
+    unlabeled, _ = problem(n=96, seed=1)
     step = functools.partial(fixmatch_step, threshold=0.6, lambda_u=1.0)
     state, history = fit(
         jax.random.key(0),
-        _fresh_state(),
+        fresh_state(),
         images[:16],
         labels[:16],
         num_steps=30,
@@ -64,8 +43,8 @@ def test_fixmatch_fit_learns_and_reports_mask_rate():
 
 def test_fixmatch_step_with_impossible_threshold_is_supervised():
     """τ above every confidence masks all unlabeled examples: the loss is the labeled CE."""
-    images, labels = _problem(n=16)
-    state = _fresh_state()
+    images, labels = problem(n=16)
+    state = fresh_state()
     x = jnp.asarray(images[:8])
     _, metrics = fixmatch_step(
         state,
@@ -79,11 +58,11 @@ def test_fixmatch_step_with_impossible_threshold_is_supervised():
 
 
 def test_distill_fit_matches_the_teacher():
-    images, labels = _problem()
+    images, labels = problem()
     teacher_logits = np.where(labels[:, None] == np.arange(2), 4.0, -4.0).astype(np.float32)
     state, history = fit(
         jax.random.key(0),
-        _fresh_state(),
+        fresh_state(),
         images,
         teacher_logits,
         num_steps=30,
@@ -98,8 +77,8 @@ def test_distill_fit_matches_the_teacher():
 
 
 def test_distill_step_loss_is_the_distillation_loss():
-    images, _ = _problem(n=8)
-    state = _fresh_state()
+    images, _ = problem(n=8)
+    state = fresh_state()
     teacher = jax.random.normal(jax.random.key(3), (8, 2))
     student = predict_logits(state, images)
     # train-mode BatchNorm differs from eval mode: compare against the train-mode logits
@@ -111,15 +90,15 @@ def test_distill_step_loss_is_the_distillation_loss():
     )[0]
     expected = distillation_loss(logits, teacher, temperature=2.0)
     _, metrics = distill_step(
-        _fresh_state(), (jnp.asarray(images), teacher), jax.random.key(0), temperature=2.0
+        fresh_state(), (jnp.asarray(images), teacher), jax.random.key(0), temperature=2.0
     )
     np.testing.assert_allclose(metrics["loss"], expected, rtol=1e-5)
     assert student.shape == (8, 2)
 
 
 def test_predict_logits_pads_the_last_batch():
-    images, _ = _problem(n=10)
-    state = _fresh_state()
+    images, _ = problem(n=10)
+    state = fresh_state()
     full = predict_logits(state, images, batch_size=16)
     chunked = predict_logits(state, images, batch_size=4)
     np.testing.assert_allclose(full, chunked, rtol=1e-5, atol=1e-6)
@@ -128,11 +107,11 @@ def test_predict_logits_pads_the_last_batch():
 
 
 def test_fit_rejects_a_bad_unlabeled_batch_size():
-    images, labels = _problem(n=16)
+    images, labels = problem(n=16)
     with pytest.raises(ValueError, match="unlabeled_batch_size"):
         fit(
             jax.random.key(0),
-            _fresh_state(),
+            fresh_state(),
             images,
             labels,
             num_steps=1,

@@ -1,0 +1,47 @@
+"""Config blocks every experiment shares: the image data, the feature extractor, ECOS.
+
+Not a config file to run; the experiment configs build on these.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def image_data() -> ml_collections.ConfigDict:
+    """Real images (any source but "synthetic"), featurised by the `features` block."""
+    img = ml_collections.ConfigDict()
+    img.regime = "id+ood"
+    img.split_seed = 0
+    img.caps = 4000  # examples per domain read from each train split
+    img.include_unrelated = True  # Fashion-MNIST and animal silhouettes: junk in the pool
+    img.build_train = 0  # examples per domain to build; 0 = the full build
+    img.build_test = 0
+    img.data_dir = config_dict.placeholder(str)  # None: $ECOS_DATA_DIR or the cache
+    return img
+
+
+def features() -> ml_collections.ConfigDict:
+    """φ: EfficientNet-Lite0 at 64 px (measured: ECOS ID fraction 0.45 at 64 px vs 0.23 at 32)."""
+    f = ml_collections.ConfigDict()
+    f.extractor = "efficientnet_lite0"
+    f.resolution = 64
+    f.batch_size = 256
+    f.dim = 64  # width of the fitted extractors (pixels_pca, small_cnn)
+    f.cache = True
+    return f
+
+
+def ecos() -> ml_collections.ConfigDict:
+    """The ECOS round and selection: R=50 Voronoi scores, κ=1.5, accounted at δ=1e-5."""
+    e = ml_collections.ConfigDict()
+    e.num_clusters = 50
+    e.kmeans_iters = 100
+    e.method = "voronoi"
+    e.delta = 1e-5
+    e.accountant = "rdp"
+    e.kappa = 1.5
+    e.threshold_multiple = config_dict.placeholder(float)
+    e.top_k = config_dict.placeholder(int)
+    return e
