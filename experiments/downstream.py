@@ -619,10 +619,10 @@ def _plot_budget(config, rows, path: Path) -> None:
     plt = _pyplot()
     eps = float(config.report_epsilon)
     fig, ax = plt.subplots(figsize=(5.0, 3.6))
-    for method in config.methods:
+    for i, method in enumerate(config.methods):
         if method in REFERENCE_METHODS:
             mean, _ = _seed_average(_method_rows(rows, method, 0, eps))
-            ax.axhline(100 * mean, ls="--", lw=1, label=METHOD_NAMES[method], color="gray")
+            ax.axhline(100 * mean, ls="--", lw=1, label=METHOD_NAMES[method], color=f"C{i}")
             continue
         stats = [_seed_average(_method_rows(rows, method, b, eps)) for b in config.budgets]
         ax.errorbar(
@@ -632,6 +632,7 @@ def _plot_budget(config, rows, path: Path) -> None:
             marker="o",
             capsize=3,
             label=METHOD_NAMES[method],
+            color=f"C{i}",
         )
     ax.set_xlabel("budget B")
     ax.set_ylabel("test accuracy (%)")
