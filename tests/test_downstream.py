@@ -4,8 +4,6 @@ resume, the composed privacy of task (c), and config errors."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,6 @@ from experiments.configs import client_labeling as cl_config
 from experiments.configs import model_compression as mc_config
 from experiments.configs import selective_labeling as sl_config
 
-REPO = Path(__file__).resolve().parents[1]
 ARTEFACTS = (
     "config.json",
     "metrics.jsonl",
@@ -48,22 +45,9 @@ def _check_artefacts(workdir: Path, config) -> list[dict]:
     return rows
 
 
-def test_selective_labeling_smoke_cli(tmp_path):
-    workdir = tmp_path / "sl"
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "experiments.selective_labeling",
-            f"--workdir={workdir}",
-            f"--config={REPO / 'experiments/configs/selective_labeling.py'}:smoke",
-        ],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    summary = json.loads(out.stdout.strip().splitlines()[-1])
+def test_selective_labeling_smoke_cli(selective_labeling_smoke):
+    workdir, stdout = selective_labeling_smoke
+    summary = json.loads(stdout.strip().splitlines()[-1])
     config = sl_config.get_config("smoke")
     rows = _check_artefacts(workdir, config)
     assert set(summary["methods"]) == set(config.methods)

@@ -47,20 +47,8 @@ def test_sampling_quality_notebook_runs_on_smoke_output(tmp_path):
     assert "ecos" in outputs and "random" in outputs
 
 
-def test_results_notebook_runs_on_smoke_output(tmp_path):
-    workdir = tmp_path / "sl"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "experiments.selective_labeling",
-            f"--workdir={workdir}",
-            f"--config={REPO / 'experiments/configs/selective_labeling.py'}:smoke",
-        ],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-    )
+def test_results_notebook_runs_on_smoke_output(selective_labeling_smoke, tmp_path):
+    workdir, _ = selective_labeling_smoke
     # the committed results/<task>/<variant>/ layout: no examples/ and no runs/
     committed = tmp_path / "committed"
     shutil.copytree(workdir, committed, ignore=shutil.ignore_patterns("examples", "runs"))
