@@ -625,15 +625,7 @@ def _plot_budget(config, rows, path: Path) -> None:
             ax.axhline(100 * mean, ls="--", lw=1, label=METHOD_NAMES[method], color=f"C{i}")
             continue
         stats = [_seed_average(_method_rows(rows, method, b, eps)) for b in config.budgets]
-        ax.errorbar(
-            list(config.budgets),
-            [100 * m for m, _ in stats],
-            yerr=[100 * s for _, s in stats],
-            marker="o",
-            capsize=3,
-            label=METHOD_NAMES[method],
-            color=f"C{i}",
-        )
+        _errorbar(ax, config.budgets, stats, label=METHOD_NAMES[method], color=f"C{i}")
     ax.set_xlabel("budget B")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{config.task} ({config.data.source}, ε={eps:g})", fontsize=9)
@@ -647,26 +639,31 @@ def _plot_epsilon(config, rows, path: Path) -> None:
     budget = int(config.report_budget)
     fig, ax = plt.subplots(figsize=(5.0, 3.6))
     stats = [_seed_average(_method_rows(rows, "ecos", budget, float(e))) for e in config.epsilons]
-    ax.errorbar(
-        list(config.epsilons),
-        [100 * m for m, _ in stats],
-        yerr=[100 * s for _, s in stats],
-        marker="o",
-        capsize=3,
-        label="ECOS",
-    )
-    for method in config.methods:
-        if method != "ecos":
-            mean, _ = _seed_average(
-                _method_rows(rows, method, budget, float(config.report_epsilon))
-            )
-            ax.axhline(100 * mean, ls="--", lw=1, label=METHOD_NAMES[method])
+    for i, method in enumerate(config.methods):
+        if method == "ecos":
+            _errorbar(ax, config.epsilons, stats, label="ECOS", color=f"C{i}")
+            continue
+        mean, _ = _seed_average(_method_rows(rows, method, budget, float(config.report_epsilon)))
+        ax.axhline(100 * mean, ls="--", lw=1, label=METHOD_NAMES[method], color=f"C{i}")
     ax.set_xscale("log")
     ax.set_xlabel("ε of the score release (δ = 1e-5)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{config.task} ({config.data.source}, B={budget})", fontsize=9)
     ax.legend(fontsize=7)
     _save(fig, path)
+
+
+def _errorbar(ax, xs, stats, *, label: str, color: str) -> None:
+    """One method's accuracy (%) against `xs`, mean ± std over seeds."""
+    ax.errorbar(
+        list(xs),
+        [100 * m for m, _ in stats],
+        yerr=[100 * s for _, s in stats],
+        marker="o",
+        capsize=3,
+        label=label,
+        color=color,
+    )
 
 
 def _pyplot():
