@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import sys
 import time
 import zlib
@@ -82,6 +83,14 @@ def check_config(config) -> None:
             f"config.report_epsilon={config.report_epsilon} must be one of config.epsilons "
             f"{list(config.epsilons)}."
         )
+    if config.task == "client_labeling":
+        if not config.knn.target_epsilon > 0:
+            raise ValueError(
+                f"config.knn.target_epsilon={config.knn.target_epsilon} must be > 0 (the ε "
+                "of the B label releases together), or inf for noise-free, non-private labels."
+            )
+        if int(config.knn.k) < 1:
+            raise ValueError(f"config.knn.k={config.knn.k} must be >= 1.")
     if not config.client_domains or not config.seeds:
         raise ValueError("config.client_domains and config.seeds must not be empty.")
 
@@ -327,40 +336,49 @@ def _private_knn(ctx, seed, eps, idx, cost, method) -> tuple[np.ndarray, dict[st
     kcfg = config.knn
     query = feats.pool_features[idx]
     num_queries = len(idx)
-    multiplier = privacy.calibrate_sigma(
-        kcfg.target_epsilon, delta=config.ecos.delta, count=num_queries, accountant="rdp"
-    )
     k = min(int(kcfg.k), len(feats.client_labels))
-    key = jax.random.fold_in(jax.random.key(seed), zlib.crc32(b"private_knn"))
-    labels, release = tasks.private_knn_labels(
-        key,
-        query,
-        feats.client_features,
-        feats.client_labels,
-        k=k,
-        num_classes=ctx["num_classes"],
-        sigma=multiplier * tasks.PRIVATE_KNN_SENSITIVITY,
-        metric=config.metric,
-        chunk_size=config.chunk_size,
+    knn_args = dict(
+        k=k, num_classes=ctx["num_classes"], metric=config.metric, chunk_size=config.chunk_size
     )
+    if math.isinf(kcfg.target_epsilon):
+        # the non-private reference: noise-free votes, ε = ∞ whatever the selection
+        votes = tasks.knn_votes(query, feats.client_features, feats.client_labels, **knn_args)
+        labels, sigma, total = jnp.argmax(votes, axis=-1), 0.0, None
+    else:
+        multiplier = privacy.calibrate_sigma(
+            kcfg.target_epsilon, delta=config.ecos.delta, count=num_queries, accountant="rdp"
+        )
+        sigma = float(multiplier * tasks.PRIVATE_KNN_SENSITIVITY)
+        key = jax.random.fold_in(jax.random.key(seed), zlib.crc32(b"private_knn"))
+        labels, release = tasks.private_knn_labels(
+            key,
+            query,
+            feats.client_features,
+            feats.client_labels,
+            sigma=sigma,
+            **knn_args,
+        )
+        ledger = privacy.PrivacyLedger([release])
+        if method == "ecos":
+            ledger.record(privacy.GaussianRelease(noise_multiplier=ctx["sigmas"][eps]))
+        total = ledger.epsilons(delta=config.ecos.delta)
     labels = np.asarray(labels)
-    ledger = privacy.PrivacyLedger([release])
-    if method == "ecos":
-        ledger.record(privacy.GaussianRelease(noise_multiplier=ctx["sigmas"][eps]))
-    eps = ledger.epsilons(delta=config.ecos.delta)
     truth = np.asarray(ctx["bench"].split.pool_oracle.labels)[idx]
     dim = query.shape[1]
     extra = dict(
         label_accuracy=float(np.mean(labels == truth)),
         knn_k=k,
-        knn_sigma=float(multiplier * tasks.PRIVATE_KNN_SENSITIVITY),
+        knn_sigma=sigma,
         knn_macs=num_queries * len(feats.client_labels) * dim,
         # the cloud sends φ(S) down (float32) and gets one label per query back (int32)
         bytes_down=cost.bytes_down + num_queries * dim * 4,
         bytes_up=cost.bytes_up + num_queries * 4,
     )
     if method != "oracle":
-        extra.update(epsilon_rdp=eps["rdp"], epsilon_pld=eps["pld"])
+        extra.update(
+            epsilon_rdp=None if total is None else total["rdp"],
+            epsilon_pld=None if total is None else total["pld"],
+        )
     return labels, extra
 
 
@@ -607,10 +625,14 @@ def _setting_sentence(config) -> str:
             f" distillation temperature T={config.distill.temperature}."
         )
     if config.task == "client_labeling":
-        text += (
-            f" Private-kNN: k={config.knn.k}, noise calibrated so the labels alone cost "
-            f"ε={config.knn.target_epsilon} (RDP); the ε columns compose it with ECOS's release."
-        )
+        if math.isinf(config.knn.target_epsilon):
+            text += f" kNN labels: k={config.knn.k}, no noise (not private: ε = ∞)."
+        else:
+            text += (
+                f" Private-kNN: k={config.knn.k}, noise calibrated so the labels alone cost "
+                f"ε={config.knn.target_epsilon} (RDP); the ε columns compose it with ECOS's "
+                "release."
+            )
     return text
 
 
@@ -707,7 +729,8 @@ def _summary(config, rows) -> dict[str, Any]:
         "data": config.data.source,
         "budget": budget,
         "methods": methods,
-        "epsilon_rdp": float(np.mean([r["epsilon_rdp"] for r in ecos])) if ecos else None,
-        "epsilon_pld": float(np.mean([r["epsilon_pld"] for r in ecos])) if ecos else None,
+        # null when ECOS is absent or its run is not private (noise-free kNN labels)
+        "epsilon_rdp": common.mean_std([r["epsilon_rdp"] for r in ecos])[0] if ecos else None,
+        "epsilon_pld": common.mean_std([r["epsilon_pld"] for r in ecos])[0] if ecos else None,
         "per_domain": per_domain,
     }

@@ -160,6 +160,25 @@ def test_task_specific_config_errors():
     config.train.mode = "fixmatch"
     with pytest.raises(ValueError, match="selective_labeling only"):
         downstream.check_config(config)
+    for field, value in (("target_epsilon", 0.0), ("k", 0)):
+        config = cl_config.get_config("smoke")
+        setattr(config.knn, field, value)
+        with pytest.raises(ValueError, match=f"config.knn.{field}="):
+            downstream.check_config(config)
+
+
+def test_client_labeling_with_infinite_epsilon_uses_noise_free_votes(tmp_path):
+    """knn.target_epsilon = inf: the non-private reference (noise-free votes, ε = ∞)."""
+    config = cl_config.get_config("smoke")
+    config.methods = ("ecos", "random")
+    config.knn.target_epsilon = float("inf")
+    downstream.run(config, tmp_path / "cl")
+    rows = _rows(tmp_path / "cl")
+    assert {r["method"] for r in rows} == {"ecos", "random"}
+    for r in rows:
+        assert r["knn_sigma"] == 0.0
+        assert r["epsilon_rdp"] is None and r["epsilon_pld"] is None
+    assert "no noise (not private: ε = ∞)" in (tmp_path / "cl" / "results.md").read_text()
 
 
 @pytest.mark.parametrize("module", [sl_config, mc_config, cl_config])

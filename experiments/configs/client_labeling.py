@@ -16,7 +16,8 @@ Variants (`--config=experiments/configs/client_labeling.py:<variant>`):
 
 Private-kNN: k=200 neighbours; the vote noise is calibrated so that the B label
 releases alone cost ε=4 (RDP, δ=1e-5, no subsampling amplification); the table's ε
-composes them with the ECOS score release. Expected results are in results/README.md.
+composes them with the ECOS score release. `--config.knn.target_epsilon=inf` gives the
+non-private reference (noise-free votes, ε = ∞). Expected results are in results/README.md.
 """
 
 from __future__ import annotations
