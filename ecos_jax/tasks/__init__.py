@@ -2,8 +2,9 @@
 
 - (a) selective manual labeling: `fixmatch_loss` (FixMatch semi-supervised loss);
 - (b) adaptive model compression: `distillation_loss` (Hinton knowledge distillation);
-- (c) automated client labeling: `knn_votes`, `private_knn_labels` and
-  `private_knn_release` (Private-kNN, whose release is composed in a `PrivacyLedger`).
+- (c) automated client labeling: `knn_votes`, `private_knn_labels`,
+  `release_knn_labels` and `private_knn_release` (Private-kNN, whose release is
+  composed in a `PrivacyLedger`).
 
 References:
   Hong, Lyu, Zhou, Spranger. "Outsourcing Training without Uploading Data via Efficient
@@ -23,6 +24,7 @@ from ecos_jax.tasks.private_knn import (
     knn_votes,
     private_knn_labels,
     private_knn_release,
+    release_knn_labels,
 )
 
 __all__ = [
@@ -38,4 +40,5 @@ __all__ = [
     "knn_votes",
     "private_knn_labels",
     "private_knn_release",
+    "release_knn_labels",
 ]

@@ -194,6 +194,40 @@ def private_knn_labels(
         metric=metric,
         chunk_size=chunk_size,
     )
+    return release_knn_labels(key, votes_QxC, sigma=sigma)
+
+
+def release_knn_labels(
+    key: jax.Array, votes: jax.Array, *, sigma: float
+) -> tuple[jax.Array, privacy.GaussianRelease]:
+    """The released labels of noise-free vote histograms: argmax of votes + N(0, sigma²).
+
+    The second half of `private_knn_labels`, for callers that reuse one `knn_votes`
+    result at several noise levels (the same key gives the same noise draw).
+
+    Args:
+      key: JAX PRNG key; the noise depends on it alone.
+      votes: [Q, C] vote histograms from `knn_votes` (Q >= 1).
+      sigma: noise std in votes, > 0 (the noise multiplier is `sigma / √2`).
+
+    Returns:
+      `(labels, release)` as in `private_knn_labels`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> labels, release = release_knn_labels(jax.random.key(0), jnp.array([[9, 1]]), sigma=0.5)
+      >>> labels.tolist(), release.count
+      ([0], 1)
+
+    References:
+      Papernot et al., PATE, ICLR 2018 (noisy argmax); Zhu et al., Private-kNN, CVPR 2020.
+    """
+    votes_QxC = jnp.asarray(votes)
+    if votes_QxC.ndim != 2 or votes_QxC.shape[0] < 1 or votes_QxC.shape[1] < 1:
+        raise ValueError(
+            f"votes must be a [num_queries, num_classes] histogram array with at least one "
+            f"row and column (from knn_votes), got shape {votes_QxC.shape}."
+        )
     release = private_knn_release(sigma=sigma, num_queries=votes_QxC.shape[0])
     return _noisy_argmax(key, votes_QxC, jnp.float32(sigma)), release
 

@@ -218,3 +218,28 @@ def test_bad_sigma_raises(sigma):
         private_knn.private_knn_labels(
             jax.random.key(0), QUERY, CLIENT, LABELS, k=2, num_classes=2, sigma=sigma
         )
+
+
+def test_release_from_votes_equals_the_one_call_labeler():
+    feats, labels, _ = _blobs(9, n_per_class=8, num_classes=4)
+    query = np.random.default_rng(10).normal(scale=4.0, size=(40, 4)).astype(np.float32)
+    votes = private_knn.knn_votes(query, feats, labels, k=6, num_classes=4)
+    got, release = private_knn.release_knn_labels(jax.random.key(3), votes, sigma=2.5)
+    want, want_release = private_knn.private_knn_labels(
+        jax.random.key(3), query, feats, labels, k=6, num_classes=4, sigma=2.5
+    )
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    assert release == want_release
+
+
+@pytest.mark.parametrize(
+    ("votes", "sigma", "match"),
+    [
+        (np.zeros((3,), np.int32), 1.0, r"\[num_queries, num_classes\]"),
+        (np.zeros((0, 2), np.int32), 1.0, "at least one row"),
+        (np.zeros((2, 2), np.int32), 0.0, "sigma must be > 0"),
+    ],
+)
+def test_release_from_votes_rejects_bad_input(votes, sigma, match):
+    with pytest.raises(ValueError, match=match):
+        private_knn.release_knn_labels(jax.random.key(0), votes, sigma=sigma)
