@@ -24,6 +24,7 @@ __all__ = [
     "ImageBenchmark",
     "atomic_write",
     "ecos_round",
+    "feature_cache_tag",
     "json_default",
     "load_image_benchmark",
     "main",
@@ -69,11 +70,9 @@ def load_image_benchmark(config, client_domain: str) -> ImageBenchmark:
         batch_size=fcfg.batch_size,
         dim=fcfg.dim,
     )
-    tag = None
-    if fcfg.cache:
-        tag = f"{source}-seed{img.split_seed}-{img.regime}-caps{img.caps}-build{build}"
-        tag += f"-unrelated{int(img.include_unrelated)}"
-    features = feature_benchmark.featurize_split(split, extractor, cache_tag=tag)
+    features = feature_benchmark.featurize_split(
+        split, extractor, cache_tag=feature_cache_tag(config)
+    )
     about = (
         f"{source} images (offline benchmark `ecos_jax.data`; pool domains "
         f"{', '.join(split.domains)}), regime {img.regime}, client domain "
@@ -81,6 +80,16 @@ def load_image_benchmark(config, client_domain: str) -> ImageBenchmark:
         f"{extractor.name} (d={features.pool_features.shape[1]})."
     )
     return ImageBenchmark(split, features, extractor, about)
+
+
+def feature_cache_tag(config) -> str | None:
+    """The feature-cache tag naming `config.data`'s split (None when caching is off)."""
+    if not config.features.cache:
+        return None
+    img = config.data.images
+    build = (img.build_train, img.build_test) if img.build_train else None
+    tag = f"{config.data.source}-seed{img.split_seed}-{img.regime}-caps{img.caps}-build{build}"
+    return tag + f"-unrelated{int(img.include_unrelated)}"
 
 
 def ecos_round(config, keys, pool_features, client_features, sigma: float):

@@ -1,0 +1,82 @@
+"""How good are the client's Private-kNN labels of S? Label accuracy over k, ε and the
+feature space of the kNN, for every selection method; no training (task c's bottleneck).
+
+Run:
+
+  python -m experiments.knn_label_quality --workdir=workdir/knn_label_quality
+
+Variants (`--config=experiments/configs/knn_label_quality.py:<variant>`):
+  default  the five digit domains as client, ID+OoD, B=3000, seed 1; ECOS, Random,
+           K-Center, Oracle; k ∈ {10, 50, 200, 400}; ε of the B label releases
+           ∈ {1, 4, 16, 64, ∞}; kNN spaces: φ itself (EfficientNet-Lite0 64 px, L2),
+           EfficientNet-Lite0 96 px with cosine distance, pixels + PCA (16 px, 64-d)
+  smoke    tiny build, B=60 (what CI runs)
+
+A space is "extractor:resolution:metric"; every extractor is public and fitted on the
+cloud's pool only, so the kNN's sensitivity (√2 per query) and ε do not depend on it.
+
+Expected result (2-core CPU, seed 1; results/investigation/knn_label_quality/): at ε = 4
+the vote noise std is 89.7 votes, and no space and no k labels more than 19.3% of ECOS's
+in-domain images right (φ, k=200: 14.9%); noise-free, φ-space kNN with k=200 labels
+46.4% right on average, 24.1% on mnist_blend and 33.8% on streetdigits. About 11 min on
+2 CPU cores, mostly the one-time 96 px feature extraction.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from experiments.configs import blocks
+
+VARIANTS = ("default", "smoke")
+
+
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+    """Returns the config for `variant`, one of `VARIANTS` (None means "default")."""
+    from ecos_jax.data import DIGIT_DOMAINS
+
+    variant = (variant or "default").strip()
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown config variant {variant!r}; use one of {VARIANTS}.")
+    config = ml_collections.ConfigDict()
+    config.variant = variant
+    config.data = ml_collections.ConfigDict()
+    config.data.source = "digits"
+    img = config.data.images = blocks.image_data()
+    config.features = blocks.features()
+    config.ecos = blocks.ecos()
+    config.ecos.target_epsilon = 0.58
+    config.metric = "l2"
+    config.oracle_kappa = 1.5
+    config.chunk_size = 1024
+    config.num_classes = 10
+
+    config.client_domains = DIGIT_DOMAINS
+    config.methods = ("ecos", "random", "k_center", "oracle")
+    config.budget = 3000
+    config.seeds = (1,)
+    config.ks = (10, 50, 200, 400)
+    config.label_epsilons = (1.0, 4.0, 16.0, 64.0, float("inf"))
+    config.spaces = (
+        "efficientnet_lite0:64:l2",
+        "efficientnet_lite0:96:cosine",
+        "pixels_pca:16:l2",
+    )
+    config.report_k = 200
+    config.report_epsilon = 4.0
+
+    if variant == "smoke":
+        img.caps = 150
+        img.build_train = 300
+        img.build_test = 60
+        config.features.cache = False
+        config.features.resolution = 32
+        config.ecos.num_clusters = 8
+        config.ecos.kmeans_iters = 10
+        config.client_domains = ("mnist_blend",)
+        config.budget = 60
+        config.ks = (5, 10)
+        config.label_epsilons = (4.0, float("inf"))
+        config.spaces = ("efficientnet_lite0:32:l2", "pixels_pca:16:l2")
+        config.report_k = 10
+    return config
