@@ -14,11 +14,12 @@ install-test:
 main: install
 	$(PY) -m experiments.selective_labeling --workdir=workdir/selective_labeling
 
-## The whole default test suite (what CI runs): lint, unit tests, multi-device tests.
+## The whole default test suite (what CI runs): lint, unit tests, docstring examples, multi-device tests.
 test: install-test
 	$(PY) -m ruff check ecos_jax experiments tests
 	$(PY) -m ruff format --check ecos_jax experiments tests
 	$(PY) -m pytest -n 2 --timeout=900 tests
+	$(PY) -m pytest -p no:cacheprovider --timeout=900 --doctest-modules ecos_jax -o addopts="-ra --strict-markers"
 	JAX_NUM_CPU_DEVICES=8 $(PY) -m pytest -p no:cacheprovider --timeout=900 tests/multidevice -o addopts="-ra --strict-markers"
 
 ## Slow tests (benchmark-scale KMeans vs scikit-learn, full-size data builds): not in CI.
