@@ -231,24 +231,16 @@ def _markdown(config, rows, spaces: list[Space], vote_sigmas: dict[float, float]
         "domain; 'all of S' counts junk and other domains as wrong.",
         "",
     ]
+
+    def ecos_cell(**match) -> str:
+        return _fmt(_mean(rows, "id_label_accuracy", method="ecos", **match))
+
     head = "| k | " + " | ".join(f"ε = {_eps_label(e)}" for e in eps_list) + " |"
     rule = "|---|" + "---|" * len(eps_list)
     for space in spaces:
         lines += [f"## ECOS, in-domain label accuracy, kNN space `{space.name}`", "", head, rule]
         for k in sorted({r["k"] for r in rows}):
-            cells = [
-                _fmt(
-                    _mean(
-                        rows,
-                        "id_label_accuracy",
-                        method="ecos",
-                        space=space.name,
-                        k=k,
-                        label_epsilon=_eps_key(e),
-                    )
-                )
-                for e in eps_list
-            ]
+            cells = [ecos_cell(space=space.name, k=k, label_epsilon=_eps_key(e)) for e in eps_list]
             lines.append(f"| {k} | " + " | ".join(cells) + " |")
         lines.append("")
     k, eps = int(config.report_k), float(config.report_epsilon)
@@ -280,17 +272,7 @@ def _markdown(config, rows, spaces: list[Space], vote_sigmas: dict[float, float]
     for space in spaces:
         for e in (math.inf, eps):
             cells = [
-                _fmt(
-                    _mean(
-                        rows,
-                        "id_label_accuracy",
-                        method="ecos",
-                        space=space.name,
-                        k=k,
-                        label_epsilon=_eps_key(e),
-                        client_domain=d,
-                    )
-                )
+                ecos_cell(space=space.name, k=k, label_epsilon=_eps_key(e), client_domain=d)
                 for d in config.client_domains
             ]
             lines.append(f"| `{space.name}` | {_eps_label(e)} | " + " | ".join(cells) + " |")

@@ -45,3 +45,24 @@ def ecos() -> ml_collections.ConfigDict:
     e.threshold_multiple = config_dict.placeholder(float)
     e.top_k = config_dict.placeholder(int)
     return e
+
+
+def add_selection_settings(config: ml_collections.ConfigDict) -> None:
+    """The selection fields every experiment shares: L2 distance, the Oracle's κ, and the
+    row chunk of the distance computations."""
+    config.metric = "l2"  # or "cosine" (1 − cos on normalised features)
+    config.oracle_kappa = 1.5
+    config.chunk_size = 1024
+
+
+def make_smoke(config: ml_collections.ConfigDict) -> None:
+    """Shrinks `config`'s data, features and ECOS round to the tiny build CI runs (seconds):
+    150 images per domain from a 300/60 build, φ at 32 px uncached, R=8."""
+    img = config.data.images
+    img.caps = 150
+    img.build_train = 300
+    img.build_test = 60
+    config.features.cache = False
+    config.features.resolution = 32
+    config.ecos.num_clusters = 8
+    config.ecos.kmeans_iters = 10

@@ -38,9 +38,7 @@ def base_config(task: str, variant: str, variants: tuple[str, ...]) -> ml_collec
 
     config.features = blocks.features()
     config.ecos = blocks.ecos()
-    config.metric = "l2"
-    config.oracle_kappa = 1.5
-    config.chunk_size = 1024
+    blocks.add_selection_settings(config)
 
     # The student / downstream model. Width 1/4 of FedBN's digit CNN: about 1,900 training
     # images/s on 2 CPU cores, so one run (300 steps of 64) takes about 10 s.
@@ -68,13 +66,7 @@ def base_config(task: str, variant: str, variants: tuple[str, ...]) -> ml_collec
     config.report_epsilon = 0.58
 
     if variant == "smoke":
-        img.caps = 150
-        img.build_train = 300
-        img.build_test = 60
-        config.features.cache = False
-        config.features.resolution = 32
-        config.ecos.num_clusters = 8
-        config.ecos.kmeans_iters = 10
+        blocks.make_smoke(config)
         t.width = 1 / 16
         t.num_steps = 6
         t.batch_size = 16

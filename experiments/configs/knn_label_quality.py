@@ -42,13 +42,11 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.variant = variant
     config.data = ml_collections.ConfigDict()
     config.data.source = "digits"
-    img = config.data.images = blocks.image_data()
+    config.data.images = blocks.image_data()
     config.features = blocks.features()
     config.ecos = blocks.ecos()
     config.ecos.target_epsilon = 0.58
-    config.metric = "l2"
-    config.oracle_kappa = 1.5
-    config.chunk_size = 1024
+    blocks.add_selection_settings(config)
     config.num_classes = 10
 
     config.client_domains = DIGIT_DOMAINS
@@ -66,13 +64,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.report_epsilon = 4.0
 
     if variant == "smoke":
-        img.caps = 150
-        img.build_train = 300
-        img.build_test = 60
-        config.features.cache = False
-        config.features.resolution = 32
-        config.ecos.num_clusters = 8
-        config.ecos.kmeans_iters = 10
+        blocks.make_smoke(config)
         config.client_domains = ("mnist_blend",)
         config.budget = 60
         config.ks = (5, 10)

@@ -78,9 +78,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.ecos = blocks.ecos()
     config.ecos.target_epsilon = 0.58
 
-    config.metric = "l2"
-    config.oracle_kappa = 1.5
-    config.chunk_size = 1024
+    blocks.add_selection_settings(config)
     config.methods = ("ecos", "random", "k_center", "oracle")
     config.budgets = (1000, 3000)
     config.seeds = (1, 2, 3)
