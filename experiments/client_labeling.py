@@ -4,8 +4,9 @@
       [--config=experiments/configs/client_labeling.py[:VARIANT]]
 
 Writes to DIR: config.json, metrics.jsonl (one row per run), results.md (the paper's
-tables), accuracy_vs_budget.png / accuracy_vs_epsilon.png when the config sweeps them,
-and runs/<domain>/<run>/ (TensorBoard events, metrics.jsonl, checkpoint, result.json).
+tables), accuracy.png (the table as bars), accuracy_vs_budget.png / accuracy_vs_epsilon.png
+when the config sweeps them, and runs/<domain>/<run>/ (TensorBoard events, metrics.jsonl,
+checkpoint, result.json).
 The last stdout line is the JSON summary. See `experiments.downstream`.
 """
 

@@ -111,6 +111,7 @@ def run(config, workdir) -> dict[str, Any]:
     common.atomic_write(workdir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     report = _results_markdown(config, rows, headers)
     common.atomic_write(workdir / "results.md", report)
+    _plot_accuracy(config, rows, workdir / "accuracy.png")
     if len(config.budgets) > 1:
         _plot_budget(config, rows, workdir / "accuracy_vs_budget.png")
     if len(config.epsilons) > 1:
@@ -634,6 +635,39 @@ def _setting_sentence(config) -> str:
                 "release."
             )
     return text
+
+
+def _plot_accuracy(config, rows, path: Path) -> None:
+    """The results table as bars: every method per client domain and on average, at the
+    report budget and ε (mean ± std over seeds)."""
+    plt = _pyplot()
+    budget, eps = int(config.report_budget), float(config.report_epsilon)
+    groups = list(config.client_domains) + (["avg"] if len(config.client_domains) > 1 else [])
+    width = 0.8 / len(config.methods)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(groups) + 2.5), 3.6))
+    for i, method in enumerate(config.methods):
+        method_rows = _method_rows(rows, method, budget, eps)
+        stats = [
+            _seed_average([r for r in method_rows if r["client_domain"] == g])
+            if g != "avg"
+            else _seed_average(method_rows)
+            for g in groups
+        ]
+        ax.bar(
+            [j + (i - (len(config.methods) - 1) / 2) * width for j in range(len(groups))],
+            [100 * m for m, _ in stats],
+            width,
+            yerr=[100 * sd for _, sd in stats],
+            capsize=2,
+            label=METHOD_NAMES[method],
+            color=f"C{i}",
+        )
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_xlabel("client domain")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{config.task} ({config.data.source}, B={budget}, ε={eps:g})", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _save(fig, path)
 
 
 def _plot_budget(config, rows, path: Path) -> None:

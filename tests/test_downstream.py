@@ -19,6 +19,7 @@ ARTEFACTS = (
     "config.json",
     "metrics.jsonl",
     "results.md",
+    "accuracy.png",
     "accuracy_vs_budget.png",
     "accuracy_vs_epsilon.png",
     "examples/mnist_blend.npz",
