@@ -346,10 +346,9 @@ def _private_knn(ctx, seed, eps, idx, cost, method) -> tuple[np.ndarray, dict[st
         votes = tasks.knn_votes(query, feats.client_features, feats.client_labels, **knn_args)
         labels, sigma, total = jnp.argmax(votes, axis=-1), 0.0, None
     else:
-        multiplier = privacy.calibrate_sigma(
-            kcfg.target_epsilon, delta=config.ecos.delta, count=num_queries, accountant="rdp"
+        sigma = tasks.calibrate_vote_sigma(
+            kcfg.target_epsilon, delta=config.ecos.delta, num_queries=num_queries
         )
-        sigma = float(multiplier * tasks.PRIVATE_KNN_SENSITIVITY)
         key = jax.random.fold_in(jax.random.key(seed), zlib.crc32(b"private_knn"))
         labels, release = tasks.private_knn_labels(
             key,

@@ -100,8 +100,7 @@ def run(config, workdir) -> dict[str, Any]:
     vote_sigmas = {
         float(e): 0.0
         if math.isinf(e)
-        else privacy.calibrate_sigma(e, delta=config.ecos.delta, count=budget)
-        * tasks.PRIVATE_KNN_SENSITIVITY
+        else tasks.calibrate_vote_sigma(e, delta=config.ecos.delta, num_queries=budget)
         for e in config.label_epsilons
     }
     score_sigma = privacy.calibrate_sigma(
@@ -126,6 +125,7 @@ def run(config, workdir) -> dict[str, Any]:
             for method in config.methods:
                 idx, _ = common.select(config, method, keys, budget, pool, client, ecos)
                 idx = np.asarray(idx)
+                truth_s, ids = truth[idx], in_domain[idx]
                 for space in spaces:
                     pool_s, client_s = space_features[space]
                     for k in config.ks:
@@ -141,8 +141,7 @@ def run(config, workdir) -> dict[str, Any]:
                         )
                         for eps, sigma in vote_sigmas.items():
                             labels = np.asarray(_release(noise_key, votes, sigma))
-                            right = labels == truth[idx]
-                            ids = in_domain[idx]
+                            right = labels == truth_s
                             rows.append(
                                 dict(
                                     client_domain=domain,

@@ -3,8 +3,8 @@
 - (a) selective manual labeling: `fixmatch_loss` (FixMatch semi-supervised loss);
 - (b) adaptive model compression: `distillation_loss` (Hinton knowledge distillation);
 - (c) automated client labeling: `knn_votes`, `private_knn_labels`,
-  `release_knn_labels` and `private_knn_release` (Private-kNN, whose release is
-  composed in a `PrivacyLedger`).
+  `release_knn_labels`, `private_knn_release` and `calibrate_vote_sigma` (Private-kNN,
+  whose release is composed in a `PrivacyLedger`).
 
 References:
   Hong, Lyu, Zhou, Spranger. "Outsourcing Training without Uploading Data via Efficient
@@ -21,6 +21,7 @@ from ecos_jax.tasks.fixmatch import (
 )
 from ecos_jax.tasks.private_knn import (
     PRIVATE_KNN_SENSITIVITY,
+    calibrate_vote_sigma,
     knn_votes,
     private_knn_labels,
     private_knn_release,
@@ -34,6 +35,7 @@ __all__ = [
     "DEFAULT_THRESHOLD",
     "PRIVATE_KNN_SENSITIVITY",
     "FixMatchAux",
+    "calibrate_vote_sigma",
     "cross_entropy",
     "distillation_loss",
     "fixmatch_loss",

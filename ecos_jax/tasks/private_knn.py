@@ -128,9 +128,7 @@ def knn_votes(
 def private_knn_release(*, sigma: float, num_queries: int) -> privacy.GaussianRelease:
     """The privacy cost of `num_queries` noisy histograms with vote-noise std `sigma`.
 
-    To meet a target ε, calibrate the noise multiplier with
-    `privacy.calibrate_sigma(eps, delta=..., count=num_queries)` and pass
-    `sigma = multiplier * PRIVATE_KNN_SENSITIVITY`.
+    To meet a target ε, take `sigma` from `calibrate_vote_sigma`.
 
     Example:
       >>> private_knn_release(sigma=2.0 * PRIVATE_KNN_SENSITIVITY, num_queries=10)
@@ -146,6 +144,29 @@ def private_knn_release(*, sigma: float, num_queries: int) -> privacy.GaussianRe
     return privacy.GaussianRelease(
         noise_multiplier=sigma / PRIVATE_KNN_SENSITIVITY, count=num_queries, name=RELEASE_NAME
     )
+
+
+def calibrate_vote_sigma(
+    target_epsilon: float, *, delta: float, num_queries: int, accountant: str = "rdp"
+) -> float:
+    """The vote-noise std whose `num_queries` released histograms cost `target_epsilon`.
+
+    The noise multiplier calibrated by `privacy.calibrate_sigma` over `num_queries`
+    compositions, times the sensitivity `√2` (the std is in votes).
+
+    Example:
+      >>> sigma = calibrate_vote_sigma(4.0, delta=1e-5, num_queries=100)
+      >>> privacy.epsilon(private_knn_release(sigma=sigma, num_queries=100), delta=1e-5) <= 4.0
+      True
+
+    References:
+      Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 3 and task (c).
+    """
+    num_queries = check_positive_int(num_queries, "num_queries")
+    multiplier = privacy.calibrate_sigma(
+        target_epsilon, delta=delta, count=num_queries, accountant=accountant
+    )
+    return float(multiplier * PRIVATE_KNN_SENSITIVITY)
 
 
 def private_knn_labels(

@@ -243,3 +243,16 @@ def test_release_from_votes_equals_the_one_call_labeler():
 def test_release_from_votes_rejects_bad_input(votes, sigma, match):
     with pytest.raises(ValueError, match=match):
         private_knn.release_knn_labels(jax.random.key(0), votes, sigma=sigma)
+
+
+@pytest.mark.parametrize(("eps", "num_queries"), [(4.0, 3000), (1.0, 10)])
+def test_calibrated_vote_sigma_meets_the_target_tightly(eps, num_queries):
+    sigma = private_knn.calibrate_vote_sigma(eps, delta=1e-5, num_queries=num_queries)
+    multiplier = privacy.calibrate_sigma(eps, delta=1e-5, count=num_queries)
+    assert sigma == pytest.approx(multiplier * math.sqrt(2.0))
+    spent = privacy.epsilon(
+        private_knn.private_knn_release(sigma=sigma, num_queries=num_queries), delta=1e-5
+    )
+    assert spent <= eps
+    looser = private_knn.private_knn_release(sigma=0.99 * sigma, num_queries=num_queries)
+    assert privacy.epsilon(looser, delta=1e-5) > eps
