@@ -66,3 +66,28 @@ def make_smoke(config: ml_collections.ConfigDict) -> None:
     config.features.resolution = 32
     config.ecos.num_clusters = 8
     config.ecos.kmeans_iters = 10
+
+
+def check_variant(variant: str | None, variants: tuple[str, ...]) -> str:
+    """`variant` stripped ("default" when None), after checking it is one of `variants`."""
+    variant = (variant or "default").strip()
+    if variant not in variants:
+        raise ValueError(f"unknown config variant {variant!r}; use one of {variants}.")
+    return variant
+
+
+def selection_study(variant: str) -> ml_collections.ConfigDict:
+    """The start of a selection study's config (no training): the Digits images through
+    φ, one ECOS round at ε = 0.58, and the shared selection fields."""
+    config = ml_collections.ConfigDict()
+    config.variant = variant
+    config.data = ml_collections.ConfigDict()
+    # "digits": the offline multi-domain Digits benchmark (ecos_jax.data); "tfds_digits" and
+    # "domainnet": catalog datasets the user has prepared; "synthetic": Gaussian mixtures.
+    config.data.source = "digits"
+    config.data.images = image_data()
+    config.features = features()
+    config.ecos = ecos()
+    config.ecos.target_epsilon = 0.58
+    add_selection_settings(config)
+    return config

@@ -23,9 +23,7 @@ COMMON_VARIANTS = ("default", "smoke", "sweep", "tfds_digits", "domainnet")
 
 def base_config(task: str, variant: str, variants: tuple[str, ...]) -> ml_collections.ConfigDict:
     """The shared config of `task` for `variant` (one of `variants`)."""
-    variant = (variant or "default").strip()
-    if variant not in variants:
-        raise ValueError(f"unknown config variant {variant!r}; use one of {variants}.")
+    variant = blocks.check_variant(variant, variants)
     config = ml_collections.ConfigDict()
     config.task = task
     config.variant = variant

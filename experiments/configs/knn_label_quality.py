@@ -35,18 +35,8 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     """Returns the config for `variant`, one of `VARIANTS` (None means "default")."""
     from ecos_jax.data import DIGIT_DOMAINS
 
-    variant = (variant or "default").strip()
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown config variant {variant!r}; use one of {VARIANTS}.")
-    config = ml_collections.ConfigDict()
-    config.variant = variant
-    config.data = ml_collections.ConfigDict()
-    config.data.source = "digits"
-    config.data.images = blocks.image_data()
-    config.features = blocks.features()
-    config.ecos = blocks.ecos()
-    config.ecos.target_epsilon = 0.58
-    blocks.add_selection_settings(config)
+    variant = blocks.check_variant(variant, VARIANTS)
+    config = blocks.selection_study(variant)
     config.num_classes = 10
 
     config.client_domains = DIGIT_DOMAINS

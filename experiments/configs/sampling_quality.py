@@ -43,21 +43,9 @@ VARIANTS = ("default", "smoke", "synthetic", "synthetic_smoke")
 
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     """Returns the config for `variant`, one of `VARIANTS` (None means "default")."""
-    variant = (variant or "default").strip()
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown config variant {variant!r}; use one of {VARIANTS}.")
-
-    config = ml_collections.ConfigDict()
-    config.variant = variant
-
-    config.data = ml_collections.ConfigDict()
-    # "digits": the offline multi-domain Digits benchmark (ecos_jax.data); "tfds_digits" and
-    # "domainnet": catalog datasets the user has prepared; "synthetic": Gaussian mixtures.
-    config.data.source = "digits"
-
-    config.data.images = blocks.image_data()
+    variant = blocks.check_variant(variant, VARIANTS)
+    config = blocks.selection_study(variant)
     config.data.images.client_domain = "mnist_blend"
-    config.features = blocks.features()
 
     # SYNTHETIC features (source "synthetic").
     config.data.synthetic = ml_collections.ConfigDict()
@@ -75,10 +63,6 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     syn.style_strength = 0.5
     syn.noise_std = 1.0
 
-    config.ecos = blocks.ecos()
-    config.ecos.target_epsilon = 0.58
-
-    blocks.add_selection_settings(config)
     config.methods = ("ecos", "random", "k_center", "oracle")
     config.budgets = (1000, 3000)
     config.seeds = (1, 2, 3)
