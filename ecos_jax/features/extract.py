@@ -16,6 +16,7 @@ import json
 import os
 import pathlib
 import re
+import stat
 import tempfile
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -182,29 +183,53 @@ def cache_path(cache_dir: str | os.PathLike, cache_key: FeatureCacheKey, extract
     return pathlib.Path(cache_dir) / dataset / f"{file}.npz"
 
 
+def _make_private_dir(directory: pathlib.Path) -> None:
+    """Creates `directory` (in an existing parent) with mode 0700, or tightens it to 0700."""
+    directory.mkdir(mode=0o700, exist_ok=True)
+    if stat.S_IMODE(directory.stat().st_mode) != 0o700:
+        os.chmod(directory, 0o700)
+
+
 def _write_atomically(path: pathlib.Path, features: np.ndarray, meta: dict) -> None:
-    """Writes the `.npz` to a temporary file in the same folder, then renames it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Writes the `.npz` (mode 0600) to a temporary file in the same folder, then renames it."""
+    # Client features are private data: the entry is 0600, and the cache root and its dataset
+    # folder (`cache_path`'s layout: root/dataset/entry) are 0700, tightened when an earlier
+    # version made them wider. Folders above the root are not the cache's: left as they are.
+    root = path.parent.parent
+    root.parent.mkdir(parents=True, exist_ok=True)
+    for directory in (root, path.parent):
+        _make_private_dir(directory)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, features=features, meta=np.array(json.dumps(meta)))
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; cache entries are shareable
+        os.chmod(tmp, 0o600)  # private features: owner only (mkstemp's mode, whatever the umask)
         os.replace(tmp, path)
     except BaseException:
         pathlib.Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def _read(path: pathlib.Path) -> tuple[np.ndarray, dict] | None:
-    """The cached (features, meta), or None when absent or unreadable."""
+def _read(path: pathlib.Path, *, meta: dict, shape: tuple[int, int]) -> np.ndarray | None:
+    """The cached features if the entry is intact and matches `meta` and `shape`, else None.
+
+    A miss covers every bad state: absent, truncated, empty or CRC-corrupted file, a `meta`
+    that is not this entry's dict, or features that are not finite float32 of `shape`.
+    """
     try:
         with np.load(path, allow_pickle=False) as data:
-            return data["features"], json.loads(str(data["meta"]))
-    except (OSError, ValueError, KeyError):
+            features, stored = data["features"], json.loads(str(data["meta"]))
+    except Exception:
+        # A damaged file raises whatever zipfile or NumPy trips over first (BadZipFile,
+        # EOFError, KeyError, RuntimeError, ValueError, ...): each one is a miss.
         return None
+    if stored != meta or features.dtype != np.float32 or features.shape != shape:
+        return None
+    if not np.isfinite(features).all():
+        return None
+    return features
 
 
 def cached_features(
@@ -217,8 +242,10 @@ def cached_features(
     """`extractor(images)`, read from / written to the disk cache when `cache_key` is set.
 
     The entry is keyed by `cache_key` and `extractor.name`, and also records a hash of
-    the images: an entry whose images differ is recomputed and replaced. Writes are
-    atomic (temporary file + `os.replace`), so an interrupted run leaves no entry.
+    the images: an entry whose images differ is recomputed and replaced, and so is one
+    that is damaged or tampered with (unreadable, wrong meta, features that are not finite
+    float32 [N, dim]). Writes are atomic (temporary file + `os.replace`), so an interrupted
+    run leaves no entry, and private (files 0600 in folders 0700): client features.
 
     Args:
       extractor: any `FeatureExtractor`.
@@ -245,17 +272,11 @@ def cached_features(
     path = cache_path(
         cache_dir if cache_dir is not None else default_cache_dir(), cache_key, extractor.name
     )
-    fingerprint = _fingerprint(images)
-    hit = _read(path)
-    if hit is not None:
-        features, meta = hit
-        if meta.get("images") == fingerprint and features.shape == (
-            images.shape[0],
-            extractor.dim,
-        ):
-            return features
+    meta = {"key": list(cache_key), "extractor": extractor.name, "images": _fingerprint(images)}
+    features = _read(path, meta=meta, shape=(images.shape[0], extractor.dim))
+    if features is not None:
+        return features
     features = _checked_output(extractor, extractor(images), images.shape[0])
-    meta = {"key": list(cache_key), "extractor": extractor.name, "images": fingerprint}
     _write_atomically(path, features, meta)
     return features
 

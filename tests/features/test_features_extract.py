@@ -1,5 +1,8 @@
 """Batched extraction (one compile, padded last batch) and the on-disk feature cache."""
 
+import json
+import stat
+
 import numpy as np
 import pytest
 
@@ -104,6 +107,93 @@ def test_corrupt_entry_is_recomputed(tmp_path):
     cache_path(tmp_path, KEY, phi.name).write_bytes(b"garbage")
     cached_features(phi, images, cache_key=KEY, cache_dir=tmp_path)
     assert phi.calls == 2
+
+
+def _rewrite_entry(path, features, meta):
+    """Replaces the entry at `path` with these (tampered) contents, as `np.savez` writes them."""
+    with open(path, "wb") as f:
+        np.savez(f, features=features, meta=np.array(json.dumps(meta)))
+
+
+def _flip_feature_bytes(path):
+    """Flips bytes inside the stored feature data, so zip's CRC-32 check fails on read."""
+    data = bytearray(path.read_bytes())
+    with np.load(path) as entry:
+        start = data.index(entry["features"].tobytes())
+    data[start : start + 4] = bytes(b ^ 0xFF for b in data[start : start + 4])
+    path.write_bytes(bytes(data))
+
+
+def _good_meta(path):
+    with np.load(path) as entry:
+        return json.loads(str(entry["meta"]))
+
+
+def _good_features(path):
+    with np.load(path) as entry:
+        return entry["features"]
+
+
+def _with_a_nan(features):
+    features = features.copy()
+    features[1, 2] = np.nan
+    return features
+
+
+CORRUPTIONS = {
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
+    "crc_error": _flip_feature_bytes,
+    "zero_length": lambda p: p.write_bytes(b""),
+    "meta_list": lambda p: _rewrite_entry(p, _good_features(p), list(_good_meta(p).values())),
+    "meta_number": lambda p: _rewrite_entry(p, _good_features(p), 3),
+    "meta_string": lambda p: _rewrite_entry(p, _good_features(p), "images"),
+    "meta_missing_fields": lambda p: _rewrite_entry(
+        p, _good_features(p), {"images": _good_meta(p)["images"]}
+    ),
+    "nan_features": lambda p: _rewrite_entry(p, _with_a_nan(_good_features(p)), _good_meta(p)),
+    "float64_features": lambda p: _rewrite_entry(
+        p, _good_features(p).astype(np.float64), _good_meta(p)
+    ),
+    "wrong_shape": lambda p: _rewrite_entry(p, _good_features(p)[:, :3], _good_meta(p)),
+}
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+def test_damaged_or_tampered_entry_is_recomputed_and_replaced(tmp_path, corruption):
+    phi, images = CountingExtractor(), _images()
+    reference = CountingExtractor()
+    reference(images)
+    fresh = reference(images)  # what the second, recomputing call returns
+    cached_features(phi, images, cache_key=KEY, cache_dir=tmp_path)
+    path = cache_path(tmp_path, KEY, phi.name)
+    CORRUPTIONS[corruption](path)
+    features = cached_features(phi, images, cache_key=KEY, cache_dir=tmp_path)
+    assert phi.calls == 2
+    assert features.dtype == np.float32
+    np.testing.assert_array_equal(features, fresh)
+    # The replacement is a valid entry (a hit from now on) and nothing half-written is left.
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    np.testing.assert_array_equal(_good_features(path), fresh)
+    again = cached_features(phi, images, cache_key=KEY, cache_dir=tmp_path)
+    assert phi.calls == 2
+    np.testing.assert_array_equal(again, fresh)
+
+
+def test_entries_are_private_and_old_wide_folders_are_tightened(tmp_path):
+    outside = tmp_path / "shared"
+    root = outside / "features"
+    folder = cache_path(root, KEY, "fake").parent
+    folder.mkdir(parents=True)
+    for directory in (outside, root, folder):
+        directory.chmod(0o755)  # as an earlier version (or a umask of 022) left them
+    cached_features(CountingExtractor(), _images(), cache_key=KEY, cache_dir=root)
+    other = KEY._replace(dataset="svhn")  # a dataset folder the cache creates itself
+    cached_features(CountingExtractor(), _images(), cache_key=other, cache_dir=root)
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)
+    assert mode(cache_path(root, KEY, "fake")) == 0o600
+    assert mode(cache_path(root, other, "fake")) == 0o600
+    assert mode(root) == mode(folder) == mode(cache_path(root, other, "fake").parent) == 0o700
+    assert mode(outside) == 0o755  # not the cache's folder: left as it was
 
 
 def test_no_cache_key_always_computes(tmp_path):
