@@ -132,11 +132,41 @@ def _check_finite(finite_flags: list[tuple[int, jax.Array]], losses) -> None:
 
 
 def _read_history(path: pathlib.Path, up_to_step: int) -> list[dict[str, Any]]:
-    """Metrics records of steps <= `up_to_step` (later ones are redone after a resume)."""
+    """Metrics records of steps <= `up_to_step` (later ones are redone after a resume).
+
+    The log is trusted up to its first line that is not a complete record: a JSON object
+    with an int "step" above the previous record's, ended by a newline. That line and all
+    after it are dropped. A crash mid-write leaves such a line last (and its step is past
+    the checkpoint, so it is redone); a corrupt line in the middle means the records after
+    it cannot be trusted to belong to this run in order, so they are dropped too.
+    """
     if not path.exists():
         return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in records if r["step"] <= up_to_step]
+    # What follows the last newline is empty, or a last record cut short by a crash.
+    lines = path.read_bytes().split(b"\n")[:-1]
+    records: list[dict[str, Any]] = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:  # also bytes that are not UTF-8
+            break
+        # A record is a dict whose "step" is an int (not a bool) above the previous one's.
+        step = record.get("step") if isinstance(record, dict) else None
+        if type(step) is not int or (records and step <= records[-1]["step"]):
+            break
+        if step > up_to_step:
+            break
+        records.append(record)
+    return records
+
+
+def _write_history(path: pathlib.Path, history: list[dict[str, Any]]) -> None:
+    """Replaces the metrics log by `history` atomically (temporary file + `os.replace`)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
+    os.replace(tmp, path)
 
 
 def fit(
@@ -233,8 +263,9 @@ def fit(
         metrics_path = workdir / METRICS_FILE
         if checkpoint.latest_step(ckpt_dir) is not None:
             state = checkpoint.restore(ckpt_dir, state)
+        # Rewritten clean: records past the checkpoint are redone, a damaged tail is dropped.
         history = _read_history(metrics_path, int(state.step))
-        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
+        _write_history(metrics_path, history)
         from tensorboardX import SummaryWriter  # imported only when logging
 
         writer = SummaryWriter(str(workdir / TENSORBOARD_DIR))
