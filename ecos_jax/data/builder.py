@@ -5,14 +5,16 @@ features are ``Tensor``s (no TensorFlow needed to encode) written as ``array_rec
 back with ``as_data_source`` as NumPy dicts. TFDS writes into an ``incomplete.*`` folder
 and renames it when done; on top of that, ``prepare_domain`` records a manifest (file sizes
 and SHA-256) after a successful build and checks it before every first use in a process,
-so an interrupted build, a truncated or altered record file, or a missing manifest is
-rebuilt instead of read.
+so an interrupted build, a truncated or altered record file, or a missing or malformed
+manifest is rebuilt instead of read. Processes that prepare the same config at once build it
+one at a time, under a lock file next to the config's folder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import io
 import json
@@ -175,17 +177,48 @@ def _write_manifest(builder: EcosDigits) -> None:
     os.replace(tmp, version_dir / MANIFEST)
 
 
+def _is_int(value) -> bool:
+    """Whether ``value`` is a JSON integer (true/false load as bool, a subclass of int)."""
+    return type(value) is int
+
+
+def _manifest_shape_problem(manifest) -> str | None:
+    """What is malformed in a parsed manifest (not a dict, missing or mistyped fields)."""
+    if not isinstance(manifest, dict):
+        return f"{MANIFEST} holds JSON of type {type(manifest).__name__}, not an object"
+    counts = manifest.get("num_examples")
+    if not isinstance(counts, dict) or not all(_is_int(n) for n in counts.values()):
+        return f"num_examples {counts!r} is not an object of int counts per split"
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        return f"files {files!r} is not an object of file entries"
+    for name, entry in files.items():
+        if not (
+            isinstance(entry, dict)
+            and _is_int(entry.get("size"))
+            and isinstance(entry.get("sha256"), str)
+        ):
+            return f"the entry of {name} is not an object with an int size and a str sha256"
+    return None
+
+
 def cache_problem(builder: EcosDigits) -> str | None:
-    """Why the prepared files of ``builder`` cannot be trusted, or None when they check out."""
+    """Why the prepared files of ``builder`` cannot be trusted, or None when they check out.
+
+    A missing, unreadable or malformed manifest is a problem like any mismatch.
+    """
     version_dir = pathlib.Path(builder.data_dir)
     try:
         manifest = json.loads((version_dir / MANIFEST).read_text())
     except (OSError, ValueError):
         return f"no readable {MANIFEST} (the build did not finish)"
+    problem = _manifest_shape_problem(manifest)
+    if problem is not None:
+        return problem
     config = builder.builder_config
     expected = {"train": config.num_train, "test": config.num_test}
-    if manifest.get("num_examples") != expected:
-        return f"example counts {manifest.get('num_examples')} != {expected}"
+    if manifest["num_examples"] != expected:
+        return f"example counts {manifest['num_examples']} != {expected}"
     files = {p.name: p for p in _record_files(version_dir)}
     if set(files) != set(manifest["files"]):
         return f"record files {sorted(files)} != manifest {sorted(manifest['files'])}"
@@ -235,6 +268,26 @@ def _build_quietly(builder: EcosDigits, domain: str) -> None:
         tfds.enable_progress_bar()
 
 
+def _is_trusted(builder: EcosDigits) -> bool:
+    """Whether ``builder`` is prepared and its files match their manifest, checked unlocked."""
+    try:
+        with _quiet_tfds():
+            return builder.is_prepared() and cache_problem(builder) is None
+    except OSError:  # files vanishing under a rebuild by another process: not (yet) trusted
+        return False
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: pathlib.Path):
+    """Holds an exclusive inter-process lock (``flock``) on ``path`` while the block runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Never deleted: unlinked while one process holds it, a second could lock a fresh file
+    # of the same name and both would build at once.
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file is closed
+        yield
+
+
 def prepare_domain(
     domain: str,
     *,
@@ -254,7 +307,10 @@ def prepare_domain(
 
     Returns:
       The builder; read it with ``builder.as_data_source()``. A cached build is reused only
-      when its manifest matches the record files; otherwise it is deleted and rebuilt.
+      when its manifest matches the record files; otherwise it is deleted and rebuilt. Safe
+      to call from several processes at once (e.g. ``pytest -n``): one builds, under an
+      exclusive lock on ``<data_dir>/ecos_digits/<config name>.lock``, the others wait and
+      reuse its build.
 
     Raises:
       ecos_jax.data.sources.SourceUnavailableError: when the domain's source is not
@@ -266,20 +322,26 @@ def prepare_domain(
     config = domain_config(domain, num_train=num_train, num_test=num_test, seed=seed)
     root = resolve_data_dir(data_dir)
     builder = _quiet_builder(config, root)
-    with _quiet_tfds():
-        prepared = builder.is_prepared()
-    if prepared:
-        problem = cache_problem(builder)
-        if problem is None:
-            return builder
-        warnings.warn(
-            f"rebuilding {builder.data_dir}: cached files are not trustworthy ({problem})",
-            stacklevel=2,
-        )
-        shutil.rmtree(builder.data_dir)
+    if _is_trusted(builder):
+        return builder  # the common case: no lock needed to read a finished build
+    # Another process may be building (or rebuilding) the same config: build under a lock,
+    # and look again once holding it, since that process may have finished the build.
+    with _exclusive_lock(root / EcosDigits.name / f"{config.name}.lock"):
         builder = _quiet_builder(config, root)
-    _build_quietly(builder, domain)
-    _write_manifest(builder)
+        with _quiet_tfds():
+            prepared = builder.is_prepared()
+        if prepared:
+            problem = cache_problem(builder)
+            if problem is None:
+                return builder
+            warnings.warn(
+                f"rebuilding {builder.data_dir}: cached files are not trustworthy ({problem})",
+                stacklevel=2,
+            )
+            shutil.rmtree(builder.data_dir)
+            builder = _quiet_builder(config, root)
+        _build_quietly(builder, domain)
+        _write_manifest(builder)
     problem = cache_problem(builder)
     if problem is not None:
         raise RuntimeError(f"fresh build of {builder.data_dir} failed its check: {problem}")

@@ -1,7 +1,11 @@
 """The offline Digits builders: contents, determinism, fonts, and a self-checking cache."""
 
+import json
 import pathlib
 import pickle
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -155,6 +159,138 @@ def test_damaged_cache_is_rebuilt(tmp_path, read_all, damage):
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[2], want[2])
     assert builder.cache_problem(again) is None
+
+
+def _malformed(manifest, bad):
+    """The parsed good `manifest`, made malformed in the way `bad` names."""
+    entry = next(iter(manifest["files"].values()))
+    match bad:
+        case "list":
+            return [manifest]
+        case "number":
+            return 3
+        case "string":
+            return "files"
+        case "null":
+            return None
+        case "no_files":
+            del manifest["files"]
+        case "files_list":
+            manifest["files"] = list(manifest["files"])
+        case "entry_list":
+            manifest["files"] = {name: [1, "ab"] for name in manifest["files"]}
+        case "no_size":
+            del entry["size"]
+        case "no_sha256":
+            del entry["sha256"]
+        case "size_str":
+            entry["size"] = str(entry["size"])
+        case "size_float":
+            entry["size"] = float(entry["size"])
+        case "sha256_int":
+            entry["sha256"] = 0
+        case "no_counts":
+            del manifest["num_examples"]
+        case "counts_list":
+            manifest["num_examples"] = [20, 10]
+        case "counts_str":
+            manifest["num_examples"] = "20"
+        case "counts_float":
+            manifest["num_examples"] = {"train": 20.0, "test": 10.0}
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def small_build(tmp_path_factory):
+    """One small build whose manifest each test damages, then restores."""
+    return _build_small(tmp_path_factory.mktemp("manifests"))
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ("list", "holds JSON of type list"),
+        ("number", "holds JSON of type int"),
+        ("string", "holds JSON of type str"),
+        ("null", "holds JSON of type NoneType"),
+        ("no_files", "^files None is not"),
+        ("files_list", "^files .* is not"),
+        ("entry_list", "int size and a str sha256"),
+        ("no_size", "int size"),
+        ("no_sha256", "str sha256"),
+        ("size_str", "int size"),
+        ("size_float", "int size"),
+        ("sha256_int", "str sha256"),
+        ("no_counts", "^num_examples None is not"),
+        ("counts_list", "^num_examples .* is not"),
+        ("counts_str", "^num_examples .* is not"),
+        ("counts_float", "^num_examples .* is not"),
+    ],
+)
+def test_malformed_manifest_is_a_cache_problem(small_build, bad, reason):
+    path = pathlib.Path(small_build.data_dir) / builder.MANIFEST
+    good = path.read_text()
+    assert builder.cache_problem(small_build) is None
+    try:
+        path.write_text(json.dumps(_malformed(json.loads(good), bad)))
+        problem = builder.cache_problem(small_build)
+    finally:
+        path.write_text(good)
+    assert isinstance(problem, str)
+    assert re.search(reason, problem), problem
+
+
+def test_malformed_manifest_is_rebuilt(tmp_path, read_all):
+    built = _build_small(tmp_path)
+    want = read_all(built, "train")
+    manifest = pathlib.Path(built.data_dir) / builder.MANIFEST
+    manifest.write_text(json.dumps({"files": [], "num_examples": "many"}))
+    with pytest.warns(UserWarning, match="rebuilding .*num_examples 'many'"):
+        again = _build_small(tmp_path)
+    assert builder.cache_problem(again) is None
+    got = read_all(again, "train")
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[2], want[2])
+
+
+_PREPARE_AFTER_BARRIER = """
+import pathlib, sys, time
+from ecos_jax.data import prepare_domain
+barrier, name, data_dir = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+(barrier / name).touch()
+deadline = time.monotonic() + 120
+while len(list(barrier.iterdir())) < 2 and time.monotonic() < deadline:
+    time.sleep(0.005)  # start both builds at the same moment
+built = prepare_domain("optdigits", data_dir=data_dir, num_train=20, num_test=10)
+print(built.data_dir)
+"""
+
+
+def test_concurrent_processes_build_once(tmp_path):
+    barrier, data_dir = tmp_path / "barrier", tmp_path / "tfds"
+    barrier.mkdir()
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PREPARE_AFTER_BARRIER, str(barrier), name, str(data_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
+    results = [(*w.communicate(timeout=300), w.returncode) for w in workers]
+    for _, stderr, returncode in results:
+        assert returncode == 0, stderr
+    assert len({stdout for stdout, _, _ in results}) == 1  # the same prepared folder
+    status_lines = [
+        line
+        for _, stderr, _ in results
+        for line in stderr.splitlines()
+        if "building ecos_digits/" in line
+    ]
+    assert len(status_lines) == 1, status_lines
+    built = builder.prepare_domain("optdigits", data_dir=data_dir, num_train=20, num_test=10)
+    assert builder.cache_problem(built) is None
 
 
 def test_interrupted_build_never_counts_as_built(tmp_path, monkeypatch, read_all):
