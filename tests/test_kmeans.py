@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.stats
 from sklearn.cluster import KMeans
 
 from ecos_jax import kmeans as km
@@ -23,7 +24,6 @@ def test_inertia_matches_sklearn_from_same_init(n, d, k, chunk):
     init = np.asarray(km.kmeans_plusplus_init(jax.random.key(0), jnp.asarray(x), k=k))
     ours = km.kmeans(None, jnp.asarray(x), k=k, num_iters=100, tol=0.0, init=init, chunk_size=chunk)
     ref = KMeans(k, init=init, n_init=1, max_iter=100, tol=0.0, algorithm="lloyd").fit(x)
-    assert float(ours.inertia) == pytest.approx(ref.inertia_, rel=1e-2)
     np.testing.assert_allclose(float(ours.inertia), ref.inertia_, rtol=1e-4)
     # The returned assignments are those of the returned centroids.
     a, d2 = km.assign_to_centroids(jnp.asarray(x), ours.centroids)
@@ -55,14 +55,140 @@ def test_inertia_never_rises():
     assert float(res.inertia) <= hist[-1] * (1 + 1e-5)
 
 
-def test_empty_clusters_are_reseeded():
-    # Three identical initial centroids: two clusters start empty.
-    x = _blobs(4, 600, 2, 3, spread=10.0)
-    init = np.repeat(x[:1], 3, axis=0)
-    res = km.kmeans(None, jnp.asarray(x), k=3, num_iters=50, tol=0.0, init=init)
-    counts = np.bincount(np.asarray(res.assignments), minlength=3)
+def _separated_blobs(num_blobs=5, per_blob=40):
+    """Tight blobs 100 apart, rows sorted by blob (the first rows all lie in blob 0)."""
+    rng = np.random.default_rng(12)
+    centers = 100.0 * np.array([[0, 0], [1, 0], [0, 1], [1, 1], [2, 0], [0, 2]][:num_blobs])
+    labels = np.repeat(np.arange(num_blobs), per_blob)
+    return (centers[labels] + 0.1 * rng.normal(size=(len(labels), 2))).astype(np.float32), labels
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_seeding_puts_one_seed_in_every_separated_blob(seed):
+    # D² sampling picks a point of an uncovered blob with probability about 1 - 1e-5 per
+    # seed; seeding from the first k rows would put all of them in blob 0.
+    x, labels = _separated_blobs()
+    seeds = np.asarray(km.kmeans_plusplus_init(jax.random.key(seed), jnp.asarray(x), k=5))
+    blob_of_seed = [labels[(x == row).all(1)][0] for row in seeds]
+    assert sorted(blob_of_seed) == [0, 1, 2, 3, 4]
+    # kmeans seeds the same way: one Lloyd update already recovers the blobs exactly.
+    res = km.kmeans(jax.random.key(seed), jnp.asarray(x), k=5, num_iters=1, tol=0.0)
+    contingency = np.zeros((5, 5), int)
+    np.add.at(contingency, (labels, np.asarray(res.assignments)), 1)
+    assert ((contingency > 0).sum(1) == 1).all() and ((contingency > 0).sum(0) == 1).all()
+
+
+def test_seeding_draws_the_first_two_seeds_with_the_k_means_plus_plus_law():
+    # With one trial per centre, seed 1 is drawn ∝ w and seed 2 ∝ w·D²(·, seed 1)
+    # (Arthur & Vassilvitskii, 2007): a chi-square test of the joint law of the pair.
+    x = np.array([[0.0], [1.0], [3.0], [4.0]], np.float32)
+    w = np.array([1.0, 2.0, 1.0, 1.5])
+    d2 = (x - x.T) ** 2
+    p_first = w / w.sum()
+    p_pair = p_first[:, None] * (w[None] * d2) / (w[None] * d2).sum(1, keepdims=True)
+    num_draws = 2000
+    counts = np.zeros((4, 4))
+    for key in jax.random.split(jax.random.key(0), num_draws):
+        seeds = km.kmeans_plusplus_init(
+            key, jnp.asarray(x), k=2, weights=jnp.asarray(w, jnp.float32), num_local_trials=1
+        )
+        first, second = (int(np.flatnonzero(x[:, 0] == v)[0]) for v in np.asarray(seeds)[:, 0])
+        counts[first, second] += 1
+    off_diagonal = ~np.eye(4, dtype=bool)
+    assert counts[~off_diagonal].sum() == 0  # a point is never its own second seed
+    expected = num_draws * p_pair[off_diagonal]
+    assert expected.min() >= 5  # the chi-square approximation holds
+    assert scipy.stats.chisquare(counts[off_diagonal], expected).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("sample_size", [None, 12])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_seeding_never_picks_a_zero_weight_point(sample_size, seed):
+    # The zero-weight blob is far away: D² sampling that ignored the weights would pick it.
+    x, labels = _separated_blobs(num_blobs=2, per_blob=20)
+    w = (labels == 0).astype(np.float32)
+    seeds = np.asarray(
+        km.kmeans_plusplus_init(
+            jax.random.key(seed),
+            jnp.asarray(x),
+            k=6,
+            weights=jnp.asarray(w),
+            sample_size=sample_size,
+        )
+    )
+    assert all(w[(x == row).all(1)][0] == 1.0 for row in seeds)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_kmeans_seeds_with_kmeans_plus_plus_of_its_key_and_weights(weighted):
+    x, labels = _separated_blobs(num_blobs=3, per_blob=30)
+    w = jnp.asarray(labels != 1, jnp.float32) if weighted else None
+    key = jax.random.key(7)
+    init = km.kmeans_plusplus_init(key, jnp.asarray(x), k=3, weights=w)
+    got = km.kmeans(key, jnp.asarray(x), k=3, num_iters=1, weights=w)
+    ref = km.kmeans(None, jnp.asarray(x), k=3, num_iters=1, weights=w, init=init)
+    np.testing.assert_array_equal(np.asarray(got.centroids), np.asarray(ref.centroids))
+
+
+def _one_lloyd_update(x, init, w):
+    """NumPy float64 reference of one Lloyd update with the documented re-seeding: the j-th
+    empty cluster moves onto the j-th positive-weight point farthest from its centroid."""
+    d2 = ((x[:, None, :].astype(np.float64) - init[None].astype(np.float64)) ** 2).sum(-1)
+    a, near = d2.argmin(1), d2.min(1)  # argmin: first index on ties, as documented
+    k = init.shape[0]
+    counts = np.bincount(a, weights=w, minlength=k)
+    sums = np.stack([(w[a == j, None] * x[a == j]).sum(0) for j in range(k)])
+    new = sums / np.maximum(counts, 1e-30)[:, None]
+    far = np.argsort(-np.where(w > 0, near, -1.0), kind="stable")
+    empty = np.flatnonzero(counts <= 0)
+    new[empty] = x[far[: len(empty)]]
+    return new, empty
+
+
+def _with_outliers(seed):
+    """Blobs plus two planted outliers (rows -2, -1), far from everything and each other."""
+    x = _blobs(seed, 300, 2, 3, spread=3.0)
+    return np.concatenate([x, [[60.0, 55.0], [-45.0, -50.0]]]).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "case", ["identical_init", "far_away_centroid", "zero_weight_outlier", "all_weight_zero"]
+)
+def test_empty_clusters_are_reseeded(case):
+    # One Lloyd update (num_iters=1) so the loop cannot recover on its own: without the
+    # re-seeding the empty clusters stay empty (or land on the origin, not a data point).
+    x = _with_outliers(4)
+    w = np.ones(len(x))
+    if case == "identical_init":  # all points tie on centroid 0: clusters 1, 2 start empty
+        init = np.repeat(x[:1], 3, axis=0)
+    elif case == "far_away_centroid":  # centroid 2 is nearest to no point
+        init = np.stack([x[0], x[1], [1e3, 1e3]])
+    elif case == "zero_weight_outlier":  # the farthest point is not eligible
+        init = np.repeat(x[:1], 3, axis=0)
+        w[-2] = 0.0
+    else:  # centroid 1 holds only zero-weight points: it counts as empty
+        init = np.stack([x[0], x[-1], [1e3, 1e3]])
+        w[-1] = 0.0
+    init = init.astype(np.float32)
+    expected, empty = _one_lloyd_update(x, init, w)
+    assert len(empty) >= 1  # the case does start with an empty cluster
+    res = km.kmeans(
+        None,
+        jnp.asarray(x),
+        k=3,
+        num_iters=1,
+        tol=0.0,
+        init=init,
+        weights=jnp.asarray(w, jnp.float32),
+    )
+    got = np.asarray(res.centroids)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+    # A re-seeded centroid is exactly a positive-weight data point (the reference's).
+    np.testing.assert_array_equal(got[empty], expected[empty].astype(np.float32))
+    for row in got[empty]:
+        assert (x[w > 0] == row).all(1).any(), row
+    counts = np.bincount(np.asarray(res.assignments), weights=w, minlength=3)
     assert (counts > 0).all()
-    assert len(np.unique(np.asarray(res.centroids), axis=0)) == 3
 
 
 def test_weights_equal_repeated_points():

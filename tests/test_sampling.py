@@ -76,6 +76,26 @@ def test_allocate_budget_examples():
     assert sampling.allocate_budget([1.0, 1.0, 0.0], [5, 5, 5], budget=3).tolist() == [2, 1, 0]
 
 
+@pytest.mark.parametrize(
+    ("weights", "budget", "expected"),
+    [
+        # Quotas 2.0, 1.2, 0.8: the one spare unit goes to the largest remainder (0.8).
+        ([5.0, 3.0, 2.0], 4, [2, 1, 1]),
+        # Quotas 0.4, 0.8, 2.8: remainders 0.8 tie, the larger raw weight (7) wins first.
+        ([1.0, 2.0, 7.0], 4, [0, 1, 3]),
+        # Quotas 0.5, 1.5: equal remainders, the larger raw weight wins.
+        ([1.0, 3.0], 2, [0, 2]),
+        # Quotas 1.0, 0.5, 0.5, 3.0: equal remainders and weights, the lower index wins;
+        # cluster 0 (remainder 0) never gets the unit.
+        ([2.0, 1.0, 1.0, 6.0], 5, [1, 1, 0, 3]),
+    ],
+)
+def test_allocate_budget_gives_the_remainder_by_largest_remainder(weights, budget, expected):
+    # Hamilton's method by hand: floors of budget·w/Σw, then +1 by largest remainder.
+    capacities = [10] * len(weights)
+    assert sampling.allocate_budget(weights, capacities, budget=budget).tolist() == expected
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
@@ -105,9 +125,14 @@ def test_allocate_budget_properties(pairs, fraction):
         assert np.all(n[positive] == caps[positive])
     if positive.any() and budget > 0:
         quota = budget * np.maximum(weights, 0) / np.maximum(weights, 0).sum()
-        if np.all(quota < caps):
-            # No capping: largest remainder stays within one unit of the exact share.
+        if np.all(quota[positive] < caps[positive]):
+            # No capping: largest remainder stays within one unit of the exact share, and a
+            # cluster rounded further up never has a smaller remainder than another.
             assert np.all(np.abs(n - quota) < 1.0)
+            rounded_up = (n - np.floor(quota))[positive]
+            remainder = (quota - np.floor(quota))[positive]
+            above = rounded_up[:, None] > rounded_up[None, :]
+            assert np.all((remainder[:, None] >= remainder[None, :] - 1e-9)[above])
 
 
 def test_allocate_budget_errors():

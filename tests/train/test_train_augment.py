@@ -50,13 +50,21 @@ def test_weak_pad_zero_is_identity():
     np.testing.assert_array_equal(weak_augment(jax.random.key(0), x, pad=0), x)
 
 
-def test_every_strong_op_keeps_shape_and_range():
-    x = _images(jnp.float32)[0]
+def test_every_strong_op_keeps_shape_and_is_the_identity_at_strength_zero():
+    # The ops' raw outputs (strong_augment clips after each op, so no clipping here).
+    x = _images(jnp.float32)[0]  # integer values: posterize at strength 0 keeps them
     for op in STRONG_OPS:
-        for s in (0.0, 1.0):
-            y = jnp.clip(op(x, jnp.float32(s), jnp.float32(-1.0), jax.random.key(0)), 0, 255)
+        for s, sign in ((0.0, 1.0), (1.0, -1.0)):
+            y = np.asarray(op(x, jnp.float32(s), jnp.float32(sign), jax.random.key(0)))
             assert y.shape == x.shape, op.__name__
-            assert bool(jnp.all(jnp.isfinite(y))), op.__name__
+            assert np.isfinite(y).all(), op.__name__
+            if s == 0.0 and op.__name__ != "_autocontrast":
+                np.testing.assert_array_equal(y, x, err_msg=op.__name__)
+    # Autocontrast stretches every channel to span [0, 255] (NumPy reference).
+    lo, hi = np.asarray(x).min((0, 1)), np.asarray(x).max((0, 1))
+    expected = (np.asarray(x) - lo) * 255.0 / (hi - lo)
+    got = augment_module._autocontrast(x, jnp.float32(0.0), jnp.float32(1.0), jax.random.key(0))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-3)
 
 
 def test_strong_magnitude_zero_is_identity():

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.stats
 from tiny_problem import fresh_state, problem
 
 from ecos_jax.train import (
@@ -15,6 +16,7 @@ from ecos_jax.train import (
     evaluate,
     fit,
     train_step,
+    weak_augment,
 )
 
 
@@ -50,7 +52,7 @@ def test_eval_step_skips_padding_rows():
     state = fresh_state()
     full = eval_step(state, (images, labels))
     padded = eval_step(state, (images, np.concatenate([labels[:5], [-1, -1, -1]])))
-    head = evaluate(state, images[:5], labels[:5], batch_size=8)  # pads to 8 itself
+    head = evaluate(state, images[:5], labels[:5], batch_size=8)  # 5 rows, no padding
     assert int(full["count"]) == 8 and int(padded["count"]) == 5
     assert int(padded["correct"]) == round(head["accuracy"] * 5)
     np.testing.assert_allclose(float(padded["loss_sum"]), head["loss"] * 5, rtol=1e-5)
@@ -166,13 +168,75 @@ def test_nan_loss_raises_naming_the_step():
         )
 
 
-def test_batch_order_is_a_permutation_per_epoch():
+def _epoch_orders(seed, *, num_examples, batch_size, num_epochs):
+    """The concatenated batches of every epoch, [num_epochs, steps_per_epoch·batch_size]."""
+    steps = num_examples // batch_size
+    return np.stack(
+        [
+            np.concatenate(
+                [
+                    batch_indices(
+                        seed, e * steps + i, num_examples=num_examples, batch_size=batch_size
+                    )
+                    for i in range(steps)
+                ]
+            )
+            for e in range(num_epochs)
+        ]
+    )
+
+
+def test_batch_order_is_a_fresh_permutation_every_epoch():
     seed = np.array([1, 2, 3, 4], np.uint32)
-    epoch = np.concatenate(
-        [batch_indices(seed, s, num_examples=10, batch_size=3) for s in range(3)]
+    orders = _epoch_orders(seed, num_examples=10, batch_size=3, num_epochs=300)
+    # Within an epoch: 3 batches of 3 distinct examples, the 10th dropped.
+    assert all(len(set(row.tolist())) == 9 for row in orders)
+    # Across epochs the order is drawn afresh: the first example of an epoch and the one
+    # it drops are uniform over the 10 (chi-square, 30 expected per cell). One permutation
+    # reused by every epoch would put all 300 counts in one cell.
+    first = np.bincount(orders[:, 0], minlength=10)
+    dropped = np.array([(set(range(10)) - set(row.tolist())).pop() for row in orders])
+    assert scipy.stats.chisquare(first).pvalue > 1e-3
+    assert scipy.stats.chisquare(np.bincount(dropped, minlength=10)).pvalue > 1e-3
+    # The order is a function of the seed: another seed, another order.
+    other = _epoch_orders(seed + 1, num_examples=10, batch_size=3, num_epochs=2)
+    assert not np.array_equal(other, orders[:2])
+
+
+def _recording_step(seen):
+    """A `step_fn` that records the batch and key it gets and leaves the state alone."""
+
+    def step(state, batch, key):
+        seen.append((np.asarray(jax.random.key_data(key)), [np.asarray(b) for b in batch]))
+        return state, {"loss": jnp.float32(0.0), "finite": jnp.bool_(True)}
+
+    return step
+
+
+def test_fit_gives_every_step_its_own_key_and_augmentation():
+    # Eight copies of one image: a batch differs from another only by its augmentation.
+    image, _ = problem(n=1)
+    images, labels = np.repeat(image, 8, axis=0), np.zeros(8, np.int32)
+    key, num_steps, seen = jax.random.key(5), 4, []
+    fit(
+        key,
+        fresh_state(),
+        images,
+        labels,
+        num_steps=num_steps,
+        batch_size=8,
+        log_every=num_steps,
+        augment="weak",
+        progress=False,
+        step_fn=_recording_step(seen),
     )
-    assert len(set(epoch.tolist())) == 9
-    np.testing.assert_array_equal(
-        batch_indices(seed, 4, num_examples=10, batch_size=3),
-        batch_indices(seed, 4, num_examples=10, batch_size=3),
-    )
+    assert len(seen) == num_steps
+    # As documented: the key is split into (data key, steps key); step s folds s into the
+    # steps key and splits that into (augmentation key, step_fn key).
+    steps_key = jax.random.split(key)[1]
+    for step, (step_key_data, (x, _)) in enumerate(seen):
+        aug_key, step_key = jax.random.split(jax.random.fold_in(steps_key, step))
+        np.testing.assert_array_equal(step_key_data, np.asarray(jax.random.key_data(step_key)))
+        np.testing.assert_array_equal(x, np.asarray(weak_augment(aug_key, jnp.asarray(images))))
+    assert len({k.tobytes() for k, _ in seen}) == num_steps
+    assert len({b[0].tobytes() for _, b in seen}) == num_steps
