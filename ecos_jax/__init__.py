@@ -10,9 +10,9 @@ References:
   Efficient Collaborative Open-Source Sampling." NeurIPS 2022. arXiv:2210.12575.
 """
 
+from ecos_jax import noise
 from ecos_jax.coverage import (
     CoverageScores,
-    coverage_counts,
     coverage_scores,
     coverage_sensitivity,
     radius_scores,
@@ -25,7 +25,7 @@ from ecos_jax.distances import normalize_rows, pairwise_distance, sq_euclidean
 from ecos_jax.kmeans import KMeansResult, assign_to_centroids, kmeans_plusplus_init
 from ecos_jax.metrics import id_fraction, proximity
 from ecos_jax.privacy import (
-    GaussianRelease,
+    DiscreteGaussianRelease,
     PrivacyLedger,
     calibrate_sigma,
     epsilon,
@@ -69,7 +69,7 @@ __all__ = [
     "Client",
     "Cloud",
     "CoverageScores",
-    "GaussianRelease",
+    "DiscreteGaussianRelease",
     "KMeansResult",
     "PrivacyLedger",
     "PrivacyReport",
@@ -81,7 +81,6 @@ __all__ = [
     "calibrate_sigma",
     "client_respond",
     "comparison_bytes",
-    "coverage_counts",
     "coverage_scores",
     "coverage_sensitivity",
     "ecos_select",
@@ -94,6 +93,7 @@ __all__ = [
     "k_center_select",
     "kmeans_plusplus_init",
     "make_mesh",
+    "noise",
     "normalize_rows",
     "oracle_select",
     "pairwise_distance",

@@ -1,26 +1,39 @@
-"""Gaussian privatisation of released scores and the accounting of their (ε, δ).
+"""The client's integer releases, privatised with the discrete Gaussian, and their (ε, δ).
 
-Every release that touches the client's private data `D_p` is a Gaussian mechanism: a
-vector with L2 sensitivity `Δ` plus `N(0, (σΔ)² I)` noise. `privatize` adds the noise (in
-JAX, from an explicit key); the rest runs on the host in plain Python around Google's
-`dp_accounting`: a `GaussianRelease` describes one or more identical releases by their
-noise multiplier `σ` (noise std divided by `Δ`), `epsilon` composes a list of them with
-the RDP accountant (the primary figure) or the PLD accountant (tighter), and
-`calibrate_sigma` finds the smallest `σ` meeting a target ε.
+Every release that touches the client's private data `D_p` is an integer vector (coverage
+counts, kNN vote histograms) plus discrete Gaussian noise `N_Z(0, s²)` on every entry
+(`ecos_jax.noise`). One added or removed client sample changes at most `c` entries of the
+vector, each by at most 1 (`c` = 1 for Voronoi counts, `m` for top-m votes, `max_votes`
+for radius counts, 2 for one kNN histogram), so its L2 sensitivity is `Δ = √c`, and the
+noise multiplier is `σ = s / Δ`. A `DiscreteGaussianRelease` records `σ`, `c` and how many
+such releases were made; two accountants from Google's `dp_accounting` turn a list of
+them into ε at a δ:
 
-The neighbouring relation is always add-or-remove-one sample: the sensitivity is computed
-by the caller (see `ecos_jax.coverage`) and folded into `σ`, because dp-accounting 0.6.0's
-`REPLACE_ONE` flag gives inconsistent answers between its RDP and PLD accountants.
+- RDP (the primary figure): the discrete Gaussian is `ρ`-zCDP with `ρ = Δ²/2s² = 1/2σ²`
+  in any dimension (Canonne, Kamath, Steinke 2020, Thm. 4 and Cor. 9: zCDP composes over
+  the coordinates), recorded as `ZCDpEvent(ρ)` in an `RdpAccountant`; this is the RDP
+  curve of the continuous Gaussian with multiplier `σ`, so its ε is the same.
+- PLD (tighter): the exact privacy loss of the one-dimensional discrete Gaussian with
+  sensitivity 1 (`from_discrete_gaussian_mechanism`, connect-the-dots discretisation,
+  pessimistic), composed over the `c` coordinates and the releases.
+
+The neighbouring relation is add-or-remove-one client sample throughout (dp-accounting
+0.6.0's `REPLACE_ONE` flag disagrees between its RDP and PLD accountants, so the
+sensitivity is counted here and folded into `σ` and `c`).
 
 Example:
   >>> ledger = PrivacyLedger()
-  >>> ledger.record(GaussianRelease(noise_multiplier=5.0, name="ecos_scores"))
-  >>> round(ledger.epsilon(delta=1e-5), 3)
-  0.795
+  >>> ledger.record(DiscreteGaussianRelease(noise_multiplier=5.0, name="ecos_scores"))
+  >>> eps = ledger.epsilons(delta=1e-5)
+  >>> round(eps["rdp"], 3), round(eps["pld"], 3)
+  (0.795, 0.727)
 
 References:
   Hong, Lyu, Zhou, Spranger. "Outsourcing Training without Uploading Data via Efficient
   Collaborative Open-Source Sampling." NeurIPS 2022. arXiv:2210.12575, Sec. 3.
+  Canonne, Kamath, Steinke. "The Discrete Gaussian for Differential Privacy." NeurIPS 2020.
+  Doroshenko, Ghazi, Kamath, Kumar, Manurangsi. "Connect the Dots: Tighter Discrete
+  Approximations of Privacy Loss Distributions." PETS 2022.
 """
 
 from __future__ import annotations
@@ -31,14 +44,25 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 import dp_accounting
-import jax
-import jax.numpy as jnp
 import numpy as np
-from dp_accounting import gaussian_mechanism, mechanism_calibration
-from dp_accounting.pld import pld_privacy_accountant
+from dp_accounting import gaussian_mechanism
+from dp_accounting.pld import privacy_loss_distribution
 from dp_accounting.rdp import rdp_privacy_accountant
 
+from ecos_jax import noise
 from ecos_jax.coverage import CoverageScores
+
+__all__ = [
+    "ACCOUNTANTS",
+    "NEIGHBORING_RELATION",
+    "PLD_MIN_NOISE_MULTIPLIER",
+    "DiscreteGaussianRelease",
+    "PrivacyLedger",
+    "calibrate_sigma",
+    "epsilon",
+    "epsilons",
+    "privatize",
+]
 
 Accountant = Literal["rdp", "pld"]
 ACCOUNTANTS: tuple[str, ...] = ("rdp", "pld")
@@ -46,115 +70,127 @@ ACCOUNTANTS: tuple[str, ...] = ("rdp", "pld")
 #: Neighbouring datasets differ by one added or removed client sample.
 NEIGHBORING_RELATION = dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE
 
-#: Below this effective noise multiplier the PLD accountant's grid needs gigabytes
-#: (ε would exceed ~90 at δ=1e-5 anyway); `epsilon` refuses and points to RDP.
+#: Below this effective noise multiplier the PLD grid needs gigabytes (ε would exceed ~90
+#: at δ=1e-5 anyway); `epsilon` refuses and points to RDP.
 PLD_MIN_NOISE_MULTIPLIER = 0.1
+
+#: Width of the PLD's privacy-loss grid (connect-the-dots; the ε reported is an upper bound).
+PLD_DISCRETIZATION = 1e-4
 
 
 def privatize(
-    key: jax.Array,
-    scores: CoverageScores | jax.Array | np.ndarray,
+    scores: CoverageScores,
     *,
     sigma: float,
-    sensitivity: float | None = None,
-) -> jax.Array:
-    """Adds `N(0, (sigma * sensitivity)²)` noise to every entry of `scores`.
+    randomness: noise.Randomness | None = None,
+) -> np.ndarray:
+    """The released scores: `scores.counts + N_Z(0, (σΔ)²)` on every entry, int64.
 
-    The noise depends on `key` only (not on the scores), so a run is reproducible from
-    its root key and each release must use a fresh key.
+    `Δ = scores.sensitivity` (√ of the votes one sample casts). The noise is independent
+    of the counts and added in integers, so the release is an exact shift of one fixed
+    distribution (see `ecos_jax.noise`).
 
     Args:
-      key: a JAX PRNG key (`jax.random.key(seed)` or a split of it).
-      scores: a `CoverageScores` (its `sensitivity` is used when `sensitivity` is None)
-        or a numeric array.
-      sigma: noise multiplier (noise std / L2 sensitivity), finite and > 0.
-      sensitivity: L2 sensitivity `Δ` of `scores`, finite and > 0. Required for a plain
-        array; for `CoverageScores` it may only be raised above `scores.sensitivity`.
+      scores: `CoverageScores` from `ecos_jax.coverage` (int64 counts and their votes per
+        sample).
+      sigma: noise multiplier σ (the noise scale is `σ·Δ`), finite and > 0.
+      randomness: `noise.secure()` (also when None: OpenDP, OS entropy) or
+        `noise.simulation(key)` for a reproducible experiment.
 
     Returns:
-      float32 array of the same shape as the scores: `scores + sigma * Δ * N(0, I)`.
+      int64 [R] released scores.
 
     Example:
-      >>> import jax
-      >>> noisy = privatize(jax.random.key(0), jnp.zeros(3), sigma=2.0, sensitivity=1.0)
-      >>> noisy.shape, noisy.dtype
-      ((3,), dtype('float32'))
+      >>> import jax, numpy as np
+      >>> from ecos_jax import noise
+      >>> s = CoverageScores(np.array([5, 0, 2]), votes_per_sample=1)
+      >>> privatize(s, sigma=2.0, randomness=noise.simulation(jax.random.key(0))).dtype
+      dtype('int64')
 
     References:
-      Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 3 (privatised coverage scores).
+      Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 3; Canonne et al., NeurIPS 2020.
     """
-    if isinstance(scores, CoverageScores):
-        own = float(scores.sensitivity)
-        if sensitivity is None:
-            sensitivity = own
-        elif float(sensitivity) < own:
-            raise ValueError(
-                f"sensitivity={sensitivity} is below the scores' own sensitivity {own}; "
-                "the noise would be too small. Omit sensitivity to use the scores' value."
-            )
-        values = scores.counts
-    else:
-        if sensitivity is None:
-            raise ValueError(
-                "sensitivity is required when scores is a plain array (pass the L2 "
-                "sensitivity of the vector, e.g. 1.0 for Voronoi counts)."
-            )
-        values = scores
+    if not isinstance(scores, CoverageScores):
+        raise TypeError(
+            "scores must be CoverageScores (from ecos_jax.coverage), which carry the votes "
+            f"per sample that fix the sensitivity; got {type(scores).__name__}."
+        )
     sigma = _positive_finite(sigma, "sigma")
-    sensitivity = _positive_finite(sensitivity, "sensitivity")
-    values = jnp.asarray(values)
-    if not (
-        jnp.issubdtype(values.dtype, jnp.integer) or jnp.issubdtype(values.dtype, jnp.floating)
-    ):
-        raise ValueError(f"scores must hold real numbers, got dtype {values.dtype}.")
-    return _add_gaussian_noise(key, values.astype(jnp.float32), jnp.float32(sigma * sensitivity))
-
-
-@jax.jit
-def _add_gaussian_noise(key: jax.Array, values: jax.Array, std: jax.Array) -> jax.Array:
-    """values + std * N(0, I), drawn from key."""
-    return values + std * jax.random.normal(key, values.shape, values.dtype)
+    return noise.add_discrete_gaussian(
+        scores.counts, scale=sigma * scores.sensitivity, randomness=randomness
+    )
 
 
 @dataclasses.dataclass(frozen=True)
-class GaussianRelease:
-    """`count` identical releases of a Gaussian mechanism with noise multiplier `σ`.
+class DiscreteGaussianRelease:
+    """`count` releases of an integer vector plus discrete Gaussian noise.
 
     Attributes:
-      noise_multiplier: `σ` = noise std / L2 sensitivity of the released vector.
-      count: how many such releases (e.g. ECOS rounds, private-kNN queries), >= 1.
+      noise_multiplier: `σ` = noise scale / L2 sensitivity.
+      count: how many such releases (ECOS rounds, kNN queries), >= 1.
+      coordinates: `c`, how many entries one added or removed sample changes, each by at
+        most 1 (1 Voronoi, m top-m, max_votes radius, 2 a kNN histogram); `Δ = √c`.
       name: what was released, e.g. 'ecos_scores' or 'private_knn_votes'.
 
     Example:
-      >>> GaussianRelease(noise_multiplier=10.0, count=3, name="private_knn_votes").count
-      3
+      >>> r = DiscreteGaussianRelease(noise_multiplier=10.0, count=3, coordinates=2)
+      >>> round(r.scale, 3), round(r.rho, 5)
+      (14.142, 0.005)
 
     References:
-      Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 3.
+      Canonne, Kamath, Steinke, NeurIPS 2020, Thm. 4 (ρ = Δ²/2s²).
     """
 
     noise_multiplier: float
     count: int = 1
+    coordinates: int = 1
     name: str = "ecos_scores"
 
     def __post_init__(self) -> None:
         object.__setattr__(
             self, "noise_multiplier", _positive_finite(self.noise_multiplier, "noise_multiplier")
         )
-        object.__setattr__(self, "count", _check_count(self.count))
+        object.__setattr__(self, "count", _check_count(self.count, "count"))
+        object.__setattr__(self, "coordinates", _check_count(self.coordinates, "coordinates"))
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"name must be a non-empty str, got {self.name!r}.")
 
-    def dp_event(self) -> dp_accounting.DpEvent:
-        """The dp_accounting event: a GaussianDpEvent, self-composed `count` times."""
-        event = dp_accounting.GaussianDpEvent(noise_multiplier=self.noise_multiplier)
+    @property
+    def sensitivity(self) -> float:
+        """`Δ = √coordinates`, the L2 sensitivity of one released vector."""
+        return math.sqrt(self.coordinates)
+
+    @property
+    def scale(self) -> float:
+        """The discrete Gaussian's parameter `s = σ·Δ` on every entry."""
+        return self.noise_multiplier * self.sensitivity
+
+    @property
+    def rho(self) -> float:
+        """zCDP of one release: `ρ = Δ²/2s² = 1/2σ²`."""
+        return 0.5 / self.noise_multiplier**2
+
+    def rdp_event(self) -> dp_accounting.DpEvent:
+        """`ZCDpEvent(ρ)`, self-composed `count` times."""
+        event = dp_accounting.ZCDpEvent(rho=self.rho)
         if self.count == 1:
             return event
         return dp_accounting.SelfComposedDpEvent(event=event, count=self.count)
 
+    def pld(self) -> privacy_loss_distribution.PrivacyLossDistribution:
+        """The PLD of the `coordinates · count` unit shifts of `N_Z(0, s²)`."""
+        one = privacy_loss_distribution.from_discrete_gaussian_mechanism(
+            self.scale,
+            sensitivity=1,
+            value_discretization_interval=PLD_DISCRETIZATION,
+            use_connect_dots=True,
+        )
+        shifts = self.coordinates * self.count
+        return one if shifts == 1 else one.self_compose(shifts)
+
 
 def epsilon(
-    releases: GaussianRelease | Iterable[GaussianRelease],
+    releases: DiscreteGaussianRelease | Iterable[DiscreteGaussianRelease],
     *,
     delta: float,
     accountant: str = "rdp",
@@ -162,51 +198,54 @@ def epsilon(
     """ε at `delta` of the composition of all `releases` (add-or-remove-one neighbours).
 
     Args:
-      releases: one `GaussianRelease` or several (possibly with different `σ` and
-        counts); an empty list costs ε = 0.
+      releases: one `DiscreteGaussianRelease` or several; an empty list costs ε = 0.
       delta: target δ in (0, 1).
-      accountant: 'rdp' (RdpAccountant, the primary figure) or 'pld' (PLDAccountant,
-        tighter).
+      accountant: 'rdp' (zCDP through `RdpAccountant`, the primary figure) or 'pld'
+        (the discrete Gaussian's privacy loss distribution, tighter).
 
     Returns:
       ε as a python float.
 
     Example:
-      >>> round(epsilon([GaussianRelease(noise_multiplier=1.0)], delta=1e-5), 3)
+      >>> round(epsilon([DiscreteGaussianRelease(noise_multiplier=1.0)], delta=1e-5), 3)
       4.729
-      >>> round(epsilon(GaussianRelease(noise_multiplier=1.0), delta=1e-5, accountant="pld"), 3)
-      4.377
+      >>> round(epsilon(DiscreteGaussianRelease(1.0), delta=1e-5, accountant="pld"), 3)
+      4.43
 
     References:
-      Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 3 and App. (privacy analysis).
+      Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 3; Canonne et al., NeurIPS 2020.
     """
     releases = _as_release_list(releases)
     delta = _check_delta(delta)
     _check_accountant(accountant)
     if not releases:
         return 0.0
-    if accountant == "pld":
-        effective = _effective_noise_multiplier(releases)
-        if effective < PLD_MIN_NOISE_MULTIPLIER:
-            raise ValueError(
-                f"the releases compose to an effective noise multiplier {effective:.4g} < "
-                f"{PLD_MIN_NOISE_MULTIPLIER}, where the PLD accountant needs too much memory "
-                "(and ε is enormous); use accountant='rdp'."
-            )
-    acc = _fresh_accountant(accountant)
-    for release in releases:
-        acc.compose(release.dp_event())
-    return float(acc.get_epsilon(delta))
+    if accountant == "rdp":
+        acc = rdp_privacy_accountant.RdpAccountant(neighboring_relation=NEIGHBORING_RELATION)
+        for release in releases:
+            acc.compose(release.rdp_event())
+        return float(acc.get_epsilon(delta))
+    effective = sum(r.count / r.noise_multiplier**2 for r in releases) ** -0.5
+    if effective < PLD_MIN_NOISE_MULTIPLIER:
+        raise ValueError(
+            f"the releases compose to an effective noise multiplier {effective:.4g} < "
+            f"{PLD_MIN_NOISE_MULTIPLIER}, where the PLD accountant needs too much memory "
+            "(and ε is enormous); use accountant='rdp'."
+        )
+    total = releases[0].pld()
+    for release in releases[1:]:
+        total = total.compose(release.pld())
+    return float(total.get_epsilon_for_delta(delta))
 
 
 def epsilons(
-    releases: GaussianRelease | Iterable[GaussianRelease], *, delta: float
+    releases: DiscreteGaussianRelease | Iterable[DiscreteGaussianRelease], *, delta: float
 ) -> dict[str, float]:
     """Both figures: `{'rdp': ε_RDP, 'pld': ε_PLD}` at `delta`.
 
     Example:
-      >>> {k: round(v, 3) for k, v in epsilons(GaussianRelease(2.0), delta=1e-5).items()}
-      {'rdp': 2.166, 'pld': 1.993}
+      >>> {k: round(v, 3) for k, v in epsilons(DiscreteGaussianRelease(2.0), delta=1e-5).items()}
+      {'rdp': 2.166, 'pld': 2.011}
 
     References:
       Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 3.
@@ -220,20 +259,21 @@ def calibrate_sigma(
     *,
     delta: float,
     count: int = 1,
+    coordinates: int = 1,
     accountant: str = "rdp",
     tol: float = 1e-4,
 ) -> float:
-    """Smallest noise multiplier `σ` whose `count`-fold release costs at most `target_epsilon`.
+    """Smallest noise multiplier `σ` whose `count` releases cost at most `target_epsilon`.
 
-    Uses `dp_accounting.mechanism_calibration.calibrate_dp_mechanism` (Brent's method),
-    bracketed from below by the exact analytic-Gaussian σ (every accountant reports at
-    least the exact ε). The result satisfies `epsilon(...) <= target_epsilon` and lies
-    within `tol` of the optimum.
+    Bisection on σ (ε falls as σ grows) to within `tol`, returning the upper end, so
+    `epsilon(...) <= target_epsilon` always holds. Under RDP the result does not depend on
+    `coordinates` (ρ = 1/2σ² whatever the dimension); under PLD it does, a little.
 
     Args:
       target_epsilon: ε budget, finite and > 0.
       delta: δ in (0, 1).
       count: number of identical releases sharing the budget, >= 1.
+      coordinates: entries one sample changes per release (see `DiscreteGaussianRelease`).
       accountant: 'rdp' or 'pld'.
       tol: absolute tolerance on σ, > 0.
 
@@ -241,51 +281,44 @@ def calibrate_sigma(
       σ as a python float.
 
     Example:
-      >>> round(calibrate_sigma(0.58, delta=1e-5), 2)
-      6.68
+      >>> round(calibrate_sigma(0.58, delta=1e-5), 3)
+      6.684
 
     References:
       Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 4 (ε = 0.58 at δ = 1e-5).
     """
     target_epsilon = _positive_finite(target_epsilon, "target_epsilon")
     delta = _check_delta(delta)
-    count = _check_count(count)
+    count = _check_count(count, "count")
+    coordinates = _check_count(coordinates, "coordinates")
     _check_accountant(accountant)
     tol = _positive_finite(tol, "tol")
 
-    def make_event(sigma: float) -> dp_accounting.DpEvent:
-        return GaussianRelease(noise_multiplier=sigma, count=count).dp_event()
+    def cost(sigma: float) -> float:
+        release = DiscreteGaussianRelease(sigma, count=count, coordinates=coordinates)
+        return epsilon(release, delta=delta, accountant=accountant)
 
-    def gap(sigma: float) -> float:
-        return epsilon(GaussianRelease(sigma, count), delta=delta, accountant=accountant) - (
-            target_epsilon
+    floor = PLD_MIN_NOISE_MULTIPLIER * math.sqrt(count) if accountant == "pld" else 0.0
+    # Bracket: the continuous Gaussian's exact σ is within a few percent of every answer.
+    guess = math.sqrt(count) * gaussian_mechanism.get_sigma_gaussian(target_epsilon, delta)
+    lower, upper = max(0.5 * guess, floor), 1.5 * guess
+    if accountant == "pld" and guess < floor:
+        raise ValueError(
+            f"target_epsilon={target_epsilon} needs a noise multiplier below the PLD "
+            f"accountant's floor {PLD_MIN_NOISE_MULTIPLIER} (per release, divided by "
+            "sqrt(count)); use accountant='rdp'."
         )
-
-    # k Gaussian releases with multiplier σ are exactly one with σ/√k, and every
-    # accountant reports at least the exact ε, so the exact σ brackets from below.
-    sigma_exact = math.sqrt(count) * gaussian_mechanism.get_sigma_gaussian(target_epsilon, delta)
-    lower = 0.999 * sigma_exact
-    if accountant == "pld":
-        floor = PLD_MIN_NOISE_MULTIPLIER * math.sqrt(count)
-        if sigma_exact < floor:
-            raise ValueError(
-                f"target_epsilon={target_epsilon} needs a noise multiplier below the PLD "
-                f"accountant's floor {PLD_MIN_NOISE_MULTIPLIER} (per release, divided by "
-                "sqrt(count)); use accountant='rdp'."
-            )
-        lower = max(lower, floor)
-    upper = 1.25 * max(sigma_exact, lower)
-    while gap(upper) > 0:
+    while lower > floor and cost(lower) <= target_epsilon:
+        lower = max(0.5 * lower, floor)
+    while cost(upper) > target_epsilon:
         upper *= 2.0
-    sigma = mechanism_calibration.calibrate_dp_mechanism(
-        lambda: _fresh_accountant(accountant),
-        make_event,
-        target_epsilon,
-        delta,
-        bracket_interval=mechanism_calibration.ExplicitBracketInterval(lower, upper),
-        tol=tol,
-    )
-    return float(sigma)
+    while upper - lower > tol:
+        mid = 0.5 * (lower + upper)
+        if cost(mid) <= target_epsilon:
+            upper = mid
+        else:
+            lower = mid
+    return float(upper)
 
 
 class PrivacyLedger:
@@ -293,10 +326,10 @@ class PrivacyLedger:
 
     Example:
       >>> ledger = PrivacyLedger()
-      >>> ledger.record(GaussianRelease(6.68, name="ecos_scores"))
-      >>> ledger.record(GaussianRelease(40.0, count=100, name="private_knn_votes"))
+      >>> ledger.record(DiscreteGaussianRelease(6.68, name="ecos_scores"))
+      >>> ledger.record(DiscreteGaussianRelease(40.0, count=100, coordinates=2, name="knn"))
       >>> [r.name for r in ledger.releases]
-      ['ecos_scores', 'private_knn_votes']
+      ['ecos_scores', 'knn']
       >>> ledger.epsilon(delta=1e-5) > 0.58
       True
 
@@ -304,17 +337,19 @@ class PrivacyLedger:
       Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 3 and task (c).
     """
 
-    def __init__(self, releases: Iterable[GaussianRelease] = ()) -> None:
-        self._releases: list[GaussianRelease] = _as_release_list(releases)
+    def __init__(self, releases: Iterable[DiscreteGaussianRelease] = ()) -> None:
+        self._releases: list[DiscreteGaussianRelease] = _as_release_list(releases)
 
-    def record(self, release: GaussianRelease) -> None:
+    def record(self, release: DiscreteGaussianRelease) -> None:
         """Appends one release (or `count` identical ones) to the ledger."""
-        if not isinstance(release, GaussianRelease):
-            raise TypeError(f"release must be a GaussianRelease, got {type(release).__name__}.")
+        if not isinstance(release, DiscreteGaussianRelease):
+            raise TypeError(
+                f"release must be a DiscreteGaussianRelease, got {type(release).__name__}."
+            )
         self._releases.append(release)
 
     @property
-    def releases(self) -> tuple[GaussianRelease, ...]:
+    def releases(self) -> tuple[DiscreteGaussianRelease, ...]:
         """The recorded releases, in order."""
         return tuple(self._releases)
 
@@ -330,31 +365,22 @@ class PrivacyLedger:
         """A JSON-ready dict: δ, the releases and both ε figures."""
         return {
             "delta": _check_delta(delta),
+            "mechanism": "discrete Gaussian",
             "releases": [dataclasses.asdict(r) for r in self._releases],
             "epsilon": self.epsilons(delta=delta),
         }
 
 
-def _fresh_accountant(accountant: str) -> dp_accounting.PrivacyAccountant:
-    """A new, empty accountant of the given kind with add-or-remove-one neighbours."""
-    if accountant == "rdp":
-        return rdp_privacy_accountant.RdpAccountant(neighboring_relation=NEIGHBORING_RELATION)
-    return pld_privacy_accountant.PLDAccountant(neighboring_relation=NEIGHBORING_RELATION)
-
-
-def _effective_noise_multiplier(releases: list[GaussianRelease]) -> float:
-    """The σ of the single Gaussian equivalent to composing `releases`."""
-    return sum(r.count / r.noise_multiplier**2 for r in releases) ** -0.5
-
-
-def _as_release_list(releases: Any) -> list[GaussianRelease]:
+def _as_release_list(releases: Any) -> list[DiscreteGaussianRelease]:
     """Wraps a single release and checks every item's type."""
-    if isinstance(releases, GaussianRelease):
+    if isinstance(releases, DiscreteGaussianRelease):
         return [releases]
     out = list(releases)
     for r in out:
-        if not isinstance(r, GaussianRelease):
-            raise TypeError(f"releases must hold GaussianRelease items, got {type(r).__name__}.")
+        if not isinstance(r, DiscreteGaussianRelease):
+            raise TypeError(
+                f"releases must hold DiscreteGaussianRelease items, got {type(r).__name__}."
+            )
     return out
 
 
@@ -379,6 +405,8 @@ def _positive_finite(value: Any, name: str) -> float:
 
 def _check_delta(delta: Any) -> float:
     """Returns `delta` as a float after checking 0 < delta < 1."""
+    if isinstance(delta, bool):
+        raise ValueError(f"delta must be a number in (0, 1), got {delta!r}.")
     try:
         delta = float(delta)
     except (TypeError, ValueError):
@@ -388,10 +416,10 @@ def _check_delta(delta: Any) -> float:
     return delta
 
 
-def _check_count(count: Any) -> int:
+def _check_count(count: Any, name: str) -> int:
     """Returns `count` as an int after checking it is an integer >= 1."""
     if isinstance(count, bool) or not isinstance(count, int | np.integer):
-        raise ValueError(f"count must be an int >= 1, got {count!r}.")
+        raise ValueError(f"{name} must be an int >= 1, got {count!r}.")
     if count < 1:
-        raise ValueError(f"count must be an int >= 1, got {count}.")
+        raise ValueError(f"{name} must be an int >= 1, got {count}.")
     return int(count)

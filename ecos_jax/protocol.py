@@ -18,14 +18,14 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ecos_jax import coverage, privacy, sampling
+from ecos_jax import coverage, noise, privacy, sampling
+from ecos_jax._validate import check_key
 from ecos_jax.distances import Metric, all_finite, check_metric, normalize_rows
 from ecos_jax.kmeans import KMeansResult
 from ecos_jax.kmeans import kmeans as fit_kmeans
@@ -43,9 +43,16 @@ class CentroidsMessage:
         c = np.asarray(self.centroids)
         if c.ndim != 2 or c.shape[0] < 1 or c.shape[1] < 1:
             raise ValueError(f"centroids must be a non-empty 2-D [R, d] array, got {c.shape}.")
+        if c.dtype.kind not in "iuf":
+            raise ValueError(f"centroids must hold real numbers, got dtype {c.dtype}.")
+        # Checked after the cast: 1e39 is finite in float64 but inf in float32.
+        with np.errstate(over="ignore"):
+            c = np.ascontiguousarray(c, dtype=np.float32)
         if not np.all(np.isfinite(c)):
-            raise ValueError("centroids must be finite; got NaN or inf.")
-        object.__setattr__(self, "centroids", np.ascontiguousarray(c, dtype=np.float32))
+            raise ValueError(
+                "centroids must be finite in float32; got NaN or inf (or |x| > 3.4e38)."
+            )
+        object.__setattr__(self, "centroids", c)
 
     @property
     def num_bytes(self) -> int:
@@ -55,21 +62,37 @@ class CentroidsMessage:
 
 @dataclasses.dataclass(frozen=True)
 class ScoresMessage:
-    """Client → cloud: the R noisy coverage scores (float32 [R])."""
+    """Client → cloud: the R noisy coverage scores (int64 [R]) and how their noise was drawn.
+
+    Attributes:
+      scores: int64 [R], integer counts plus discrete Gaussian noise.
+      randomness: `"secure"` or `"simulation"` (`ecos_jax.noise.RANDOMNESS_NAMES`).
+    """
 
     scores: np.ndarray
+    randomness: str = "secure"
 
     def __post_init__(self):
         s = np.asarray(self.scores)
         if s.ndim != 1 or s.shape[0] < 1:
             raise ValueError(f"scores must be a non-empty 1-D [R] array, got {s.shape}.")
-        if not np.all(np.isfinite(s)):
-            raise ValueError("scores must be finite; got NaN or inf.")
-        object.__setattr__(self, "scores", np.ascontiguousarray(s, dtype=np.float32))
+        if s.dtype.kind not in "iu":
+            raise ValueError(
+                f"scores must be integers (counts plus integer noise), got dtype {s.dtype}; "
+                "a float release leaks through its rounding."
+            )
+        if s.dtype.kind == "u" and s.size and int(s.max()) > np.iinfo(np.int64).max:
+            raise ValueError("scores exceed the int64 range.")
+        if self.randomness not in noise.RANDOMNESS_NAMES:
+            raise ValueError(
+                f"randomness must be one of {sorted(noise.RANDOMNESS_NAMES)}, got "
+                f"{self.randomness!r}."
+            )
+        object.__setattr__(self, "scores", np.ascontiguousarray(s, dtype=np.int64))
 
     @property
     def num_bytes(self) -> int:
-        """Payload size: `4·R` bytes."""
+        """Payload size: `8·R` bytes."""
         return int(self.scores.nbytes)
 
 
@@ -82,6 +105,7 @@ class TranscriptEntry(NamedTuple):
     direction: str  # "down" (cloud → client) or "up" (client → cloud)
     message_type: str  # the message class name
     num_bytes: int
+    randomness: str | None  # how the scores' noise was drawn (None for centroids)
 
 
 @dataclasses.dataclass
@@ -99,7 +123,10 @@ class Transcript:
                 "only CentroidsMessage and ScoresMessage may cross the boundary, got "
                 f"{type(message).__name__}."
             )
-        self.entries.append(TranscriptEntry(direction, type(message).__name__, message.num_bytes))
+        randomness = message.randomness if isinstance(message, ScoresMessage) else None
+        self.entries.append(
+            TranscriptEntry(direction, type(message).__name__, message.num_bytes, randomness)
+        )
         return message
 
     @property
@@ -117,13 +144,23 @@ class Transcript:
         """Bytes sent both ways."""
         return self.bytes_down + self.bytes_up
 
+    @property
+    def randomness(self) -> str | None:
+        """How the scores' noise was drawn ("secure", "simulation", or "mixed"); None if
+        no scores crossed."""
+        kinds = {e.randomness for e in self.entries if e.randomness is not None}
+        if not kinds:
+            return None
+        return kinds.pop() if len(kinds) == 1 else "mixed"
+
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready summary: entries and totals."""
+        """JSON-ready summary: entries, totals and the randomness of the scores."""
         return {
             "entries": [e._asdict() for e in self.entries],
             "bytes_down": self.bytes_down,
             "bytes_up": self.bytes_up,
             "total_bytes": self.total_bytes,
+            "randomness": self.randomness,
         }
 
 
@@ -202,6 +239,7 @@ class Cloud:
             raise ValueError(
                 f"num_clusters must be in [1, {self.num_pool}] (the pool size), got {num_clusters}."
             )
+        check_key(key, "key")
         x = self.pool_features
         if self.metric == "cosine":
             x = normalize_rows(x)
@@ -245,91 +283,115 @@ class Cloud:
 
 
 def client_respond(
-    key: jax.Array,
     message: CentroidsMessage,
     client_features,
     *,
     sigma: float,
+    randomness: noise.Randomness | None = None,
     method: str = "voronoi",
     **coverage_kwargs: Any,
 ) -> ScoresMessage:
-    """The client role: coverage scores of its own features, privatised → `ScoresMessage`.
+    """The client role: coverage counts of its own features, privatised → `ScoresMessage`.
 
-    Sees only the centroids message, its own features and a key; returns only the noisy
-    scores `ŝ = s + N(0, (σΔ)² I)`, with `Δ` the sensitivity of `method`.
+    Sees only the centroids message and its own features; returns only the noisy scores
+    `ŝ = s + N_Z(0, (σΔ)²)` (int64), with `Δ` the sensitivity of `method`. The noise is
+    secure by default (OpenDP's exact discrete Gaussian, OS entropy); a reproducible
+    experiment asks for `randomness=noise.simulation(key)` by name, and the message says
+    which was used.
 
     Args:
-      key: a `jax.random.key` for the noise.
       message: the cloud's `CentroidsMessage`.
       client_features: the client's private features [M, d].
-      sigma: noise multiplier σ (noise std is `σ·Δ`), e.g. from `privacy.calibrate_sigma`.
+      sigma: noise multiplier σ (noise scale `σ·Δ`), e.g. from `privacy.calibrate_sigma`.
+      randomness: None or `noise.secure()` (deployment), or `noise.simulation(key)` with
+        a key that is not derived from the cloud's keys.
       method: `'voronoi'` (default, Δ=1), `'top_m'` (Δ=√m) or `'radius'` (Δ=√max_votes).
       **coverage_kwargs: passed to `coverage.coverage_scores` (`m`, `radii`, `max_votes`,
         `metric`, `chunk_size`, `mask`).
 
     Returns:
-      `ScoresMessage` with R float32 noisy scores.
+      `ScoresMessage` with R int64 noisy scores and the name of their randomness.
 
     References:
-      Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 3 (client side, Eq. for ŝ).
+      Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 3 (client side, Eq. for ŝ);
+      Canonne, Kamath, Steinke, NeurIPS 2020 (the discrete Gaussian).
     """
+    if getattr(message, "dtype", None) is not None and jnp.issubdtype(
+        message.dtype, jax.dtypes.prng_key
+    ):
+        raise TypeError(
+            "client_respond takes no key: its noise is secure by default; for a reproducible "
+            "simulation pass randomness=ecos_jax.noise.simulation(key) after the features."
+        )
     if not isinstance(message, CentroidsMessage):
         raise TypeError(f"message must be a CentroidsMessage, got {type(message).__name__}.")
+    randomness = noise.resolve(randomness)
     scores = coverage.coverage_scores(
         client_features, message.centroids, method=method, **coverage_kwargs
     )
-    noisy_R = privacy.privatize(key, scores.counts, sigma=sigma, sensitivity=scores.sensitivity)
-    return ScoresMessage(np.asarray(noisy_R, dtype=np.float32))
+    noisy_R = privacy.privatize(scores, sigma=sigma, randomness=randomness)
+    return ScoresMessage(noisy_R, randomness=randomness.name)
 
 
 class Client:
     """The client role: keeps its features private and answers centroids with noisy scores.
 
     A thin holder around `client_respond`: the features never leave this object except
-    through `respond`, whose only output is a `ScoresMessage`.
+    through `respond`, whose only output is a `ScoresMessage`. Its noise is secure unless
+    `randomness=noise.simulation(key)` is given (then every `respond` draws from a fresh
+    key, `fold_in(key, number of earlier responses)`).
 
     Example:
       client = Client(client_features, sigma=6.68)
-      scores_msg = client.respond(key, centroids_msg)     # goes up
+      scores_msg = client.respond(centroids_msg)     # goes up
 
     References:
       Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 3 (client side).
     """
 
     def __init__(
-        self, client_features, *, sigma: float, method: str = "voronoi", **coverage_kwargs: Any
+        self,
+        client_features,
+        *,
+        sigma: float,
+        randomness: noise.Randomness | None = None,
+        method: str = "voronoi",
+        **coverage_kwargs: Any,
     ):
-        x = np.asarray(client_features, dtype=np.float32)
-        if x.ndim != 2:
-            raise ValueError(f"client_features must be 2-D [M, d], got shape {x.shape}.")
-        if not (np.isfinite(sigma) and sigma > 0):
-            raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}.")
-        self._features = x
-        self.sigma = float(sigma)
+        x = coverage.check_client_features(client_features, "client_features")
+        self._features = np.asarray(x, dtype=np.float32)
+        self.sigma = privacy._positive_finite(sigma, "sigma")
+        self.randomness = noise.resolve(randomness)
         self.method = method
         self.coverage_kwargs = dict(coverage_kwargs)
+        self._responses = 0
 
-    def respond(self, key: jax.Array, message: CentroidsMessage) -> ScoresMessage:
-        """`client_respond` on this client's own features."""
+    def respond(self, message: CentroidsMessage) -> ScoresMessage:
+        """`client_respond` on this client's own features (fresh noise every call)."""
+        randomness = self.randomness
+        if isinstance(randomness, noise.SimulatedRandomness):
+            randomness = noise.simulation(jax.random.fold_in(randomness.key, self._responses))
+        self._responses += 1
         return client_respond(
-            key,
             message,
             self._features,
             sigma=self.sigma,
+            randomness=randomness,
             method=self.method,
             **self.coverage_kwargs,
         )
 
 
 class PrivacyReport(NamedTuple):
-    """Privacy of one ECOS round (one Gaussian release of the score vector)."""
+    """Privacy of one ECOS round (one discrete Gaussian release of the score vector)."""
 
-    noise_multiplier: float  # σ; the noise std on the scores is σ·Δ
-    sensitivity: float  # Δ of the coverage method
-    noise_std: float  # σ·Δ
+    noise_multiplier: float  # σ; the noise scale on the scores is σ·Δ
+    sensitivity: float  # Δ of the coverage method (√ votes per sample)
+    noise_std: float  # σ·Δ, the discrete Gaussian's scale parameter
     delta: float
-    epsilon_rdp: float  # RDP accountant (the primary figure)
-    epsilon_pld: float  # PLD accountant (tighter)
+    epsilon_rdp: float  # zCDP through the RDP accountant (the primary figure)
+    epsilon_pld: float  # the discrete Gaussian's PLD (tighter)
+    release: privacy.DiscreteGaussianRelease  # what to record in a PrivacyLedger
 
 
 def privacy_report(
@@ -339,13 +401,14 @@ def privacy_report(
     delta: float = 1e-5,
     coverage_kwargs: dict[str, Any] | None = None,
 ) -> PrivacyReport:
-    """ε (RDP and PLD) and noise std of one score release with noise multiplier `sigma`.
+    """ε (RDP and PLD) and noise scale of one score release with noise multiplier `sigma`.
 
     Args:
       sigma: noise multiplier σ, finite and > 0.
-      method: coverage method, which fixes the sensitivity Δ.
+      method: coverage method, which fixes the sensitivity Δ = √(votes per sample).
       delta: the δ of the guarantee.
-      coverage_kwargs: `m` (top-m) or `max_votes` (radius), when the method needs them.
+      coverage_kwargs: `m` (top-m) or `max_votes` (radius), when the method needs them;
+        other coverage arguments (`radii`, `metric`, ...) are ignored here.
 
     Returns:
       A `PrivacyReport`.
@@ -353,27 +416,43 @@ def privacy_report(
     Examples:
       >>> r = privacy_report(2.0, delta=1e-5)
       >>> round(r.epsilon_rdp, 3), round(r.epsilon_pld, 3), r.noise_std
-      (2.166, 1.993, 2.0)
+      (2.166, 2.011, 2.0)
+      >>> privacy_report(2.0, method="top_m", coverage_kwargs={"m": 4}).noise_std
+      4.0
 
     References:
       Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 3 (privacy of the scores).
     """
-    is_number = isinstance(sigma, int | float | np.number) and not isinstance(sigma, bool)
-    if not (is_number and math.isfinite(float(sigma)) and float(sigma) > 0):
-        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}.")
+    sigma = privacy._positive_finite(sigma, "sigma")
     coverage_kwargs = coverage_kwargs or {}
-    sensitivity = coverage.coverage_sensitivity(
+    votes = coverage.votes_per_sample(
         method, m=coverage_kwargs.get("m"), max_votes=coverage_kwargs.get("max_votes")
     )
-    eps = privacy.epsilons([privacy.GaussianRelease(noise_multiplier=float(sigma))], delta=delta)
+    release = privacy.DiscreteGaussianRelease(noise_multiplier=sigma, coordinates=votes)
+    eps = privacy.epsilons(release, delta=delta)
     return PrivacyReport(
-        noise_multiplier=float(sigma),
-        sensitivity=float(sensitivity),
-        noise_std=float(sigma * sensitivity),
+        noise_multiplier=sigma,
+        sensitivity=release.sensitivity,
+        noise_std=release.scale,
         delta=float(delta),
         epsilon_rdp=float(eps["rdp"]),
         epsilon_pld=float(eps["pld"]),
+        release=release,
     )
+
+
+def check_noise_key_is_the_clients(randomness: noise.Randomness, cloud_keys) -> None:
+    """Raises if a simulation key is one of the cloud's keys (the cloud could remove the noise)."""
+    if not isinstance(randomness, noise.SimulatedRandomness):
+        return
+    mine = np.asarray(jax.random.key_data(randomness.key))
+    for cloud_key in cloud_keys:
+        if np.array_equal(mine, np.asarray(jax.random.key_data(cloud_key))):
+            raise ValueError(
+                "the client's simulation key equals a key of the cloud, which could then "
+                "subtract the noise; derive it from the client's own root "
+                "(ecos_jax.keys.named_key(client_root, ...))."
+            )
 
 
 class ProtocolResult(NamedTuple):
@@ -382,6 +461,7 @@ class ProtocolResult(NamedTuple):
     indices: np.ndarray  # [budget] int64 selected pool indices
     transcript: Transcript  # the two messages that crossed
     privacy: PrivacyReport
+    scores: ScoresMessage  # what the cloud received
 
 
 def run_protocol(
@@ -393,6 +473,7 @@ def run_protocol(
     budget: int,
     sigma: float | None = None,
     target_epsilon: float | None = None,
+    randomness: noise.Randomness | None = None,
     delta: float = 1e-5,
     accountant: str = "rdp",
     method: str = "voronoi",
@@ -406,22 +487,26 @@ def run_protocol(
 ) -> ProtocolResult:
     """One full ECOS round: broadcast → respond → select, with transcript and ε.
 
-    Exactly two messages cross: the centroids (down) and the noisy scores (up).
+    Exactly two messages cross: the centroids (down) and the noisy scores (up). The two
+    roles draw their randomness separately: `key` is the cloud's (k-means); the client's
+    noise is secure unless `randomness=noise.simulation(client_key)` is given, and a
+    simulation key equal to the cloud's key is refused.
 
     Args:
-      key: root `jax.random.key`; split by name into the k-means and the noise keys.
+      key: the cloud's `jax.random.key` (k-means seeding).
       pool_features: the cloud's pool features [N, d].
       client_features: the client's private features [M, d].
       num_clusters: R, the number of centroids.
       budget: number of pool points to select.
       sigma: noise multiplier σ; give either this or `target_epsilon`.
       target_epsilon: calibrate σ to this ε at `delta` under `accountant`.
+      randomness: the client's noise source (None: secure).
       delta: the δ of the (ε, δ) guarantee.
       accountant: `'rdp'` or `'pld'`, used for calibration.
       method: coverage method (`'voronoi'`, `'top_m'`, `'radius'`).
       coverage_kwargs: extra arguments of the coverage method (`m`, `radii`, `max_votes`).
       kappa: candidate multiplier κ (None: whole cluster).
-      threshold_multiple: drop clusters scoring below this multiple of the noise std σΔ
+      threshold_multiple: drop clusters scoring below this multiple of the noise scale σΔ
         (a public quantity, so the threshold leaks nothing).
       top_k: keep only the top-k clusters.
       metric: `'l2'` or `'cosine'` for coverage and selection.
@@ -434,6 +519,9 @@ def run_protocol(
     References:
       Hong et al., NeurIPS 2022 (arXiv:2210.12575), Algorithm 1.
     """
+    check_key(key, "key")
+    randomness = noise.resolve(randomness)
+    check_noise_key_is_the_clients(randomness, [key])
     if (sigma is None) == (target_epsilon is None):
         raise ValueError("give exactly one of sigma (noise multiplier) or target_epsilon.")
     coverage_kwargs = dict(coverage_kwargs or {})
@@ -441,30 +529,37 @@ def run_protocol(
         if reserved in coverage_kwargs:
             raise ValueError(f"pass {reserved} to run_protocol directly, not in coverage_kwargs.")
     if sigma is None:
-        sigma = privacy.calibrate_sigma(target_epsilon, delta=delta, count=1, accountant=accountant)
+        votes = coverage.votes_per_sample(
+            method, m=coverage_kwargs.get("m"), max_votes=coverage_kwargs.get("max_votes")
+        )
+        sigma = privacy.calibrate_sigma(
+            target_epsilon, delta=delta, coordinates=votes, accountant=accountant
+        )
     report = privacy_report(
         float(sigma), method=method, delta=delta, coverage_kwargs=coverage_kwargs
     )
-    kmeans_key = jax.random.fold_in(key, 0)
-    noise_key = jax.random.fold_in(key, 1)
 
     transcript = Transcript()
     cloud = Cloud(pool_features, metric=metric)
     down = transcript.record(
         "down",
         cloud.broadcast(
-            kmeans_key, num_clusters=num_clusters, num_iters=kmeans_iters, chunk_size=chunk_size
+            key, num_clusters=num_clusters, num_iters=kmeans_iters, chunk_size=chunk_size
         ),
     )
-    client = Client(
-        client_features,
-        sigma=float(sigma),
-        method=method,
-        metric=metric,
-        chunk_size=chunk_size,
-        **coverage_kwargs,
+    up = transcript.record(
+        "up",
+        client_respond(
+            down,
+            client_features,
+            sigma=float(sigma),
+            randomness=randomness,
+            method=method,
+            metric=metric,
+            chunk_size=chunk_size,
+            **coverage_kwargs,
+        ),
     )
-    up = transcript.record("up", client.respond(noise_key, down))
     threshold = None if threshold_multiple is None else threshold_multiple * report.noise_std
     indices = cloud.select(up, budget=budget, kappa=kappa, threshold=threshold, top_k=top_k)
-    return ProtocolResult(indices=indices, transcript=transcript, privacy=report)
+    return ProtocolResult(indices=indices, transcript=transcript, privacy=report, scores=up)

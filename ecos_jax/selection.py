@@ -13,18 +13,20 @@ References:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
-from ecos_jax import protocol, sampling
+from ecos_jax import noise, protocol, sampling
 from ecos_jax.distances import Metric
+from ecos_jax.keys import named_key
 
 __all__ = [
     "METHOD_NAMES",
     "EcosRound",
     "SelectionCost",
+    "client_randomness",
     "ecos_round",
     "method_keys",
     "select",
@@ -53,9 +55,25 @@ class EcosRound(NamedTuple):
 
 
 def method_keys(seed: int) -> dict[str, jax.Array]:
-    """The per-seed keys of the selection methods, split once by name from `key(seed)`."""
-    names = ("kmeans", "noise", "random", "k_center")
-    return dict(zip(names, jax.random.split(jax.random.key(seed), len(names)), strict=True))
+    """The cloud's per-seed keys of the selection methods, split once from `key(seed)`.
+
+    Split position 1 was the client's noise key until the noise moved to the client's own
+    root (`client_randomness`); it stays unused so that the cloud's keys (k-means, Random,
+    K-Center) and their selections are unchanged.
+    """
+    keys = jax.random.split(jax.random.key(seed), 4)
+    return {"kmeans": keys[0], "random": keys[2], "k_center": keys[3]}
+
+
+def client_randomness(seed: int, release: str) -> noise.SimulatedRandomness:
+    """The client's simulated noise for `release` in run `seed` (experiments only).
+
+    `named_key(named_key(key(seed), "client"), release)`: the client's root is a sibling of
+    the cloud's keys, never derived from one, and every release (say
+    `"ecos_scores/eps=0.58"`) gets its own key, so two releases are never correlated.
+    Reproducible by design, so NOT private against anyone who knows the seed.
+    """
+    return noise.simulation(named_key(named_key(jax.random.key(seed), "client"), release))
 
 
 def ecos_round(
@@ -66,7 +84,9 @@ def ecos_round(
     sigma: float,
     num_clusters: int,
     kmeans_iters: int,
+    randomness: noise.Randomness | None = None,
     method: str = "voronoi",
+    coverage_kwargs: dict[str, Any] | None = None,
     delta: float = 1e-5,
     metric: Metric = "l2",
     chunk_size: int = 1024,
@@ -74,13 +94,17 @@ def ecos_round(
     """Broadcast → respond once, both messages logged in a transcript.
 
     Args:
-      keys: from `method_keys` ("kmeans" seeds the clustering, "noise" the client's noise).
-      pool_features: [M, d] the cloud's pool features.
-      client_features: [N, d] the client's private features (used by the client role only).
+      keys: the cloud's keys from `method_keys` ("kmeans" seeds the clustering).
+      pool_features: [N, d] the cloud's pool features.
+      client_features: [M, d] the client's private features (used by the client role only).
       sigma: noise multiplier of the score release.
       num_clusters: R, the number of centroids sent down.
       kmeans_iters: cap on Lloyd iterations.
+      randomness: the client's noise (None: secure; experiments pass
+        `client_randomness(seed, name)`); a simulation key equal to a cloud key is refused.
       method: coverage score ("voronoi", "radius" or "top_m").
+      coverage_kwargs: the method's arguments: `m` (top-m), `radii` and `max_votes`
+        (radius).
       delta: the δ at which the round's ε is reported.
       metric: "l2" or "cosine".
       chunk_size: rows per distance chunk.
@@ -91,6 +115,12 @@ def ecos_round(
     References:
       Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 3.
     """
+    randomness = noise.resolve(randomness)
+    protocol.check_noise_key_is_the_clients(randomness, keys.values())
+    coverage_kwargs = dict(coverage_kwargs or {})
+    report = protocol.privacy_report(
+        sigma, method=method, delta=delta, coverage_kwargs=coverage_kwargs
+    )
     transcript = protocol.Transcript()
     cloud = protocol.Cloud(pool_features, metric=metric)
     down = transcript.record(
@@ -99,16 +129,16 @@ def ecos_round(
     up = transcript.record(
         "up",
         protocol.client_respond(
-            keys["noise"],
             down,
             client_features,
             sigma=sigma,
+            randomness=randomness,
             method=method,
             metric=metric,
             chunk_size=chunk_size,
+            **coverage_kwargs,
         ),
     )
-    report = protocol.privacy_report(sigma, method=method, delta=delta)
     return EcosRound(cloud, up, transcript, report)
 
 
@@ -131,14 +161,14 @@ def select(
 
     Args:
       method: one of `METHOD_NAMES`.
-      keys: from `method_keys`.
+      keys: the cloud's keys from `method_keys`.
       budget: B, the size of S.
       pool_features: [M, d].
       client_features: [N, d]; read by the oracle only (it is not private).
       ecos: the seed's `EcosRound`; needed by "ecos".
       kappa: ECOS's proximal-candidate factor κ.
       threshold_multiple: ECOS drops clusters whose noisy score is below this multiple
-        of the noise std (None keeps all).
+        of the noise scale σΔ (None keeps all).
       top_k: ECOS keeps only the top-k clusters (None keeps all).
       oracle_kappa: the oracle's candidate factor.
       metric, chunk_size: distance settings.

@@ -207,13 +207,17 @@ def _sharded_coverage_fn(mesh: Mesh, *, method: str, static_kwargs: tuple):
 
     def per_shard(f_nxD, mask_n, c_RxD, radii_R):
         radii = radii_R if method == "radius" else None
-        counts = coverage_lib.coverage_counts(
+        fast = coverage_lib.fast_vote_counts(
             f_nxD, c_RxD, mask_n, method=method, radii=radii, **kwargs
         )
-        return lax.psum(counts, axis)
+        return lax.psum(fast.counts, axis), fast.ambiguous
 
     fn = jax.shard_map(
-        per_shard, mesh=mesh, in_specs=(P(axis), P(axis), P(), P()), out_specs=P(), check_vma=False
+        per_shard,
+        mesh=mesh,
+        in_specs=(P(axis), P(axis), P(), P()),
+        out_specs=(P(), P(axis)),
+        check_vma=False,
     )
     return jax.jit(fn)
 
@@ -223,12 +227,14 @@ def sharded_coverage_scores(
 ):
     """`ecos_jax.coverage.coverage_scores` with the client's rows split over `mesh`.
 
-    Each device counts the votes of its own rows (padding masked out) and the counts are
-    summed with `psum`; the sensitivity is that of the single-device method.
+    Each device counts the votes its own rows decide in float32 (padding masked out), the
+    counts are summed with `psum`, and the few rows whose vote the rounding margin leaves
+    open are decided on the host exactly as in `coverage_scores`: the counts equal the
+    single-device ones, and so does the sensitivity.
     """
-    validate_points(features_NxD, "features_NxD")
+    features_NxD = coverage_lib.check_client_features(features_NxD, "features_NxD")
     validate_points(centroids_RxD, "centroids_RxD")
-    sensitivity = coverage_lib.coverage_sensitivity(
+    num_votes = coverage_lib.votes_per_sample(
         method, m=kwargs.get("m"), max_votes=kwargs.get("max_votes")
     )
     f_pad, mask = shard_rows(jnp.asarray(features_NxD, jnp.float32), mesh)
@@ -239,5 +245,18 @@ def sharded_coverage_scores(
         if radii is None:
             raise ValueError("method='radius' needs radii (public per-centroid thresholds).")
         radii_R = jnp.broadcast_to(jnp.asarray(radii, jnp.float32), (num_centroids,))
-    counts = fn(f_pad, mask, jnp.asarray(centroids_RxD, jnp.float32), radii_R)
-    return coverage_lib.CoverageScores(counts=counts, sensitivity=sensitivity)
+    centroids = jnp.asarray(centroids_RxD, jnp.float32)
+    counts, ambiguous = fn(f_pad, mask, centroids, radii_R)
+    counts_R = np.asarray(counts).astype(np.int64)
+    rows = np.flatnonzero(np.asarray(ambiguous))
+    if rows.size:
+        counts_R += coverage_lib.resolve_votes(
+            np.asarray(f_pad[jnp.asarray(rows)]),
+            np.asarray(centroids),
+            method=method,
+            radii=radii if method == "radius" else None,
+            metric=kwargs.get("metric", "l2"),
+            m=kwargs.get("m"),
+            max_votes=kwargs.get("max_votes"),
+        )
+    return coverage_lib.CoverageScores(counts=counts_R, votes_per_sample=num_votes)

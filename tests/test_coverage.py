@@ -5,19 +5,20 @@ import math
 import hypothesis
 import hypothesis.extra.numpy as hnp
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import strategies as st
 
 from ecos_jax.coverage import (
     CoverageScores,
-    coverage_counts,
     coverage_scores,
     coverage_sensitivity,
+    fast_vote_counts,
     radius_scores,
+    resolve_votes,
     top_m_scores,
     voronoi_scores,
+    votes_per_sample,
 )
 
 N, D, R = 37, 5, 7
@@ -64,9 +65,9 @@ def test_voronoi_matches_numpy_argmin_bincount(metric):
     x, v = _data()
     s = voronoi_scores(x, v, metric=metric)
     assert isinstance(s, CoverageScores)
-    assert s.counts.shape == (R,) and s.counts.dtype == jnp.float32
-    np.testing.assert_array_equal(np.asarray(s.counts), _np_voronoi(x, v, metric))
-    assert float(s.counts.sum()) == N
+    assert s.counts.shape == (R,) and s.counts.dtype == np.int64
+    np.testing.assert_array_equal(s.counts, _np_voronoi(x, v, metric))
+    assert s.counts.sum() == N
     assert s.sensitivity == 1.0
 
 
@@ -76,7 +77,7 @@ def test_top_m_matches_numpy(metric, m):
     x, v = _data(1)
     s = top_m_scores(x, v, m=m, metric=metric)
     np.testing.assert_array_equal(np.asarray(s.counts), _np_top_m(x, v, m, metric))
-    assert float(s.counts.sum()) == N * m
+    assert s.counts.sum() == N * m
     assert s.sensitivity == pytest.approx(math.sqrt(m))
 
 
@@ -148,38 +149,63 @@ def test_empty_client_gives_zero_counts():
     np.testing.assert_array_equal(np.asarray(s.counts), np.zeros(R))
 
 
-def test_sharded_use_of_coverage_counts_equals_full():
-    """Row blocks padded to equal size, masked, counted under jit and summed (as psum)."""
+def test_sharded_use_of_the_fast_kernel_equals_full():
+    """Row blocks padded to equal size, masked, counted under jit and summed (as psum), the
+    ambiguous rows decided on the host."""
     x, v = _data(9)
-    full = np.asarray(top_m_scores(x, v, m=2).counts)
+    full = top_m_scores(x, v, m=2).counts
     block = 20
     x_pad = np.concatenate([x, np.zeros((2 * block - N, D), np.float32)])
     valid = np.arange(2 * block) < N
-    counts_fn = jax.jit(lambda xb, mb: coverage_counts(xb, v, mb, method="top_m", m=2))
-    total = sum(
-        counts_fn(x_pad[i * block : (i + 1) * block], valid[i * block : (i + 1) * block])
-        for i in range(2)
-    )
-    np.testing.assert_array_equal(np.asarray(total), full)
+    counts_fn = jax.jit(lambda xb, mb: fast_vote_counts(xb, v, mb, method="top_m", m=2))
+    total = np.zeros(R, np.int64)
+    for i in range(2):
+        rows = slice(i * block, (i + 1) * block)
+        fast = counts_fn(x_pad[rows], valid[rows])
+        total += np.asarray(fast.counts)
+        undecided = x_pad[rows][np.asarray(fast.ambiguous)]
+        total += resolve_votes(undecided, v, method="top_m", m=2)
+    np.testing.assert_array_equal(total, full)
 
 
 def test_no_recompile_for_new_data_or_radii():
     x, v = _data(10)
     radius_scores(x, v, radii=1.0, max_votes=2)
-    before = coverage_counts._cache_size()
+    before = fast_vote_counts._cache_size()
     x2, v2 = _data(11)
     radius_scores(x2, v2, radii=1.5, max_votes=2)
     radius_scores(x2, v2, radii=np.full(R, 2.0, np.float32), max_votes=2)
     # A scalar and an [R] radius are two input shapes: at most one more entry.
-    assert coverage_counts._cache_size() <= before + 1
+    assert fast_vote_counts._cache_size() <= before + 1
 
 
 def test_sensitivity_helper():
     assert coverage_sensitivity("voronoi") == 1.0
     assert coverage_sensitivity("top_m", m=9) == 3.0
     assert coverage_sensitivity("radius", max_votes=4) == 2.0
+    assert votes_per_sample("top_m", m=9) == 9
     with pytest.raises(ValueError, match="method"):
         coverage_sensitivity("knn")
+
+
+@pytest.mark.parametrize(
+    "method, kwargs, match",
+    [
+        ("top_m", {}, "needs m"),
+        ("top_m", {"m": 0}, "m must satisfy"),
+        ("top_m", {"m": 2.5}, "m must be an int"),
+        ("top_m", {"m": True}, "m must be an int"),
+        ("top_m", {"m": 2, "max_votes": 2}, "max_votes applies to method='radius'"),
+        ("radius", {}, "needs max_votes"),
+        ("radius", {"max_votes": -1}, "max_votes must satisfy"),
+        ("radius", {"max_votes": "3"}, "max_votes must be an int"),
+        ("radius", {"max_votes": 2, "m": 2}, "m applies to method='top_m'"),
+        ("voronoi", {"m": 2}, "takes neither"),
+    ],
+)
+def test_sensitivity_helper_validates_m_and_max_votes(method, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        coverage_sensitivity(method, **kwargs)
 
 
 # Add/remove one client sample: the L2 change of the counts is bounded by the sensitivity.
@@ -215,16 +241,16 @@ def test_add_or_remove_one_sample_moves_counts_by_at_most_sensitivity(
     base = score(x)
     neighbours = [np.delete(x, remove, axis=0), np.insert(x, insert, extra[0], axis=0)]
     for other in neighbours:
-        change = np.linalg.norm(np.asarray(score(other).counts) - np.asarray(base.counts))
-        assert change <= base.sensitivity + 1e-6
+        change = np.linalg.norm(score(other).counts - base.counts)
+        assert change <= base.sensitivity
         if method != "radius":  # Every sample casts exactly its votes: the bound is tight.
             assert change == pytest.approx(base.sensitivity)
     # The same through the mask (how padded shards drop rows).
     mask = np.ones(_NH, bool)
     mask[remove] = False
     masked = coverage_scores(x, v, method=method, metric=metric, mask=mask, **kwargs)
-    change = np.linalg.norm(np.asarray(masked.counts) - np.asarray(base.counts))
-    assert change <= base.sensitivity + 1e-6
+    change = np.linalg.norm(masked.counts - base.counts)
+    assert change <= base.sensitivity
 
 
 # Input validation.
@@ -232,7 +258,7 @@ def test_add_or_remove_one_sample_moves_counts_by_at_most_sensitivity(
 
 def test_rejects_wrong_rank_and_mismatched_dims():
     x, v = _data()
-    with pytest.raises(ValueError, match="features_NxD must be a 2-D"):
+    with pytest.raises(ValueError, match="features_MxD must be a 2-D"):
         voronoi_scores(x[0], v)
     with pytest.raises(ValueError, match="centroids_RxD must be a 2-D"):
         voronoi_scores(x, v[None])
@@ -248,9 +274,9 @@ def test_rejects_non_finite_inputs_naming_the_argument(bad):
     x_bad, v_bad = x.copy(), v.copy()
     x_bad[3, 1] = bad
     v_bad[0, 0] = bad
-    with pytest.raises(ValueError, match="features_NxD contains NaN or inf"):
+    with pytest.raises(ValueError, match="features_MxD contains NaN, inf"):
         voronoi_scores(x_bad, v)
-    with pytest.raises(ValueError, match="centroids_RxD contains NaN or inf"):
+    with pytest.raises(ValueError, match="centroids_RxD contains NaN, inf"):
         top_m_scores(x, v_bad, m=2)
 
 
@@ -277,7 +303,7 @@ def test_rejects_bad_radius_arguments():
 
 def test_rejects_bad_mask_method_metric_chunk():
     x, v = _data()
-    with pytest.raises(ValueError, match="mask must have shape"):
+    with pytest.raises(ValueError, match="one entry per row"):
         voronoi_scores(x, v, mask=np.ones(N + 1, bool))
     with pytest.raises(ValueError, match="mask must be a bool"):
         voronoi_scores(x, v, mask=np.ones(N))
@@ -290,12 +316,47 @@ def test_rejects_bad_mask_method_metric_chunk():
     with pytest.raises(ValueError, match="must hold real numbers"):
         voronoi_scores(x.astype(np.complex64), v)
     with pytest.raises(ValueError, match="method='top_m' needs m"):
-        coverage_counts(x, v, method="top_m")
-    with pytest.raises(ValueError, match="m applies to method='top_m' only"):
-        coverage_counts(x, v, method="voronoi", m=2)
+        fast_vote_counts(x, v, method="top_m")
+    with pytest.raises(ValueError, match="takes neither m nor max_votes"):
+        fast_vote_counts(x, v, method="voronoi", m=2)
 
 
 def test_integer_features_are_accepted():
     x = np.array([[0, 0], [9, 9], [1, 0]], np.int32)
     v = np.array([[0.0, 0.0], [10.0, 10.0]], np.float32)
-    np.testing.assert_array_equal(np.asarray(voronoi_scores(x, v).counts), [2.0, 1.0])
+    np.testing.assert_array_equal(voronoi_scores(x, v).counts, [2, 1])
+
+
+def test_messages_about_the_client_features_reveal_no_value_and_no_row_count():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1234, D)).astype(np.float32)
+    _, v = _data()
+    x[17, 2] = np.nan
+    with pytest.raises(ValueError) as info:
+        voronoi_scores(x, v)
+    assert "1234" not in str(info.value)
+    with pytest.raises(ValueError) as info:
+        voronoi_scores(x[0], v)
+    assert "1234" not in str(info.value) and "(5,)" not in str(info.value)
+    with pytest.raises(ValueError) as info:
+        voronoi_scores(x[:, None], v)
+    assert "1234" not in str(info.value)
+
+
+def test_int64_features_that_would_wrap_in_int32_are_refused():
+    _, v = _data()
+    x = np.zeros((4, D), np.int64)
+    x[1, 1] = 2**40 + 3
+    with pytest.raises(ValueError, match="int32 range") as info:
+        voronoi_scores(x, v)
+    assert str(2**40 + 3) not in str(info.value)
+    # In range, int64 is fine.
+    assert voronoi_scores(x.clip(-5, 5), v).counts.sum() == 4
+
+
+def test_features_beyond_float32_distances_are_refused():
+    x, v = _data()
+    x = x.astype(np.float64)
+    x[0, 0] = 1e30
+    with pytest.raises(ValueError, match="rescale"):
+        voronoi_scores(x, v)

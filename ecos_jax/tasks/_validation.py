@@ -27,13 +27,30 @@ def check_logits(logits: Any, name: str, *, num_classes: int | None = None) -> j
     return logits
 
 
-def check_labels(labels: Any, name: str, *, length: int, num_classes: int) -> jax.Array:
+def check_labels(
+    labels: Any, name: str, *, length: int, num_classes: int, private: bool = False
+) -> jax.Array:
     """Returns `labels` as an integer [length] array with values in [0, num_classes).
 
-    The value range is checked only when the labels are concrete (outside `jit`).
+    With `private=True` (the client's labels) the messages name no label value and no
+    length. The value range is checked only when the labels are concrete (outside `jit`).
     """
+    if not isinstance(labels, jax.Array):
+        host = np.asarray(labels)
+        if host.dtype.kind in "iu" and host.dtype.itemsize == 8 and host.size:
+            if host.min() < np.iinfo(np.int32).min or host.max() > np.iinfo(np.int32).max:
+                raise ValueError(
+                    f"{name} must lie in [0, {num_classes}); some values are outside the int32 "
+                    "range (and JAX would wrap them); relabel the classes to 0..num_classes-1."
+                )
+        labels = host
     labels = jnp.asarray(labels)
     if labels.ndim != 1 or labels.shape[0] != length:
+        if private:
+            raise ValueError(
+                f"{name} must be a 1-D array with one label per row of the features; its "
+                "shape differs."
+            )
         raise ValueError(f"{name} must have shape ({length},), got {labels.shape}.")
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise ValueError(f"{name} must hold integer class ids, got dtype {labels.dtype}.")
@@ -41,9 +58,10 @@ def check_labels(labels: Any, name: str, *, length: int, num_classes: int) -> ja
         values = np.asarray(labels)
         lo, hi = int(values.min()), int(values.max())
         if lo < 0 or hi >= num_classes:
+            found = "some labels are outside it" if private else f"got values in [{lo}, {hi}]"
             raise ValueError(
-                f"{name} must lie in [0, {num_classes}), got values in [{lo}, {hi}]; "
-                "relabel the classes to 0..num_classes-1 or raise num_classes."
+                f"{name} must lie in [0, {num_classes}); {found}; relabel the classes to "
+                "0..num_classes-1 or raise num_classes."
             )
     return labels
 

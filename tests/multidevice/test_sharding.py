@@ -83,6 +83,24 @@ def test_sharded_coverage_equals_single_device(kwargs):
     assert float(sharded.counts.sum()) > 0
 
 
+@pytest.mark.parametrize("kwargs", [{"method": "voronoi"}, {"method": "top_m", "m": 2}])
+def test_sharded_coverage_with_boundary_ties_equals_single_device(kwargs):
+    """63 copies of a row equidistant from its two nearest centroids, among other rows: the
+    shards' float32 blocks differ from the single device's, the votes do not."""
+    rng = np.random.default_rng(0)
+    row = rng.normal(size=16)
+    units = rng.normal(size=(6, 16))
+    units /= np.linalg.norm(units, axis=1, keepdims=True)
+    cents = (row + np.array([3.0, 3.0, 4.0, 5.0, 6.0, 7.0])[:, None] * units).astype(np.float32)
+    feats = np.concatenate(
+        [np.repeat(row[None].astype(np.float32), 63, axis=0), rng.normal(size=(37, 16))]
+    ).astype(np.float32)
+    single = coverage.coverage_scores(feats, cents, **kwargs)
+    sharded = sharding.sharded_coverage_scores(feats, cents, mesh=sharding.make_mesh(8), **kwargs)
+    np.testing.assert_array_equal(sharded.counts, single.counts)
+    assert sharded.counts.dtype == np.int64
+
+
 def test_bad_mesh_size_is_refused():
     with pytest.raises(ValueError, match="num_devices"):
         sharding.make_mesh(jax.device_count() + 1)
