@@ -18,17 +18,20 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from ecos_jax import selection, synthetic
+from ecos_jax import coverage, noise, privacy, selection, synthetic
 
 __all__ = [
     "ImageBenchmark",
     "atomic_write",
+    "client_randomness",
+    "coverage_kwargs",
     "ecos_round",
     "feature_cache_tag",
     "json_default",
     "load_image_benchmark",
     "main",
     "mean_std",
+    "score_sigma",
     "select",
 ]
 
@@ -92,7 +95,40 @@ def feature_cache_tag(config) -> str | None:
     return tag + f"-unrelated{int(img.include_unrelated)}"
 
 
-def ecos_round(config, keys, pool_features, client_features, sigma: float):
+def coverage_kwargs(config) -> dict[str, Any]:
+    """The coverage method's arguments from `config.ecos` (`m`, or `radii` and `max_votes`)."""
+    ecfg = config.ecos
+    if ecfg.method == "top_m":
+        return {"m": ecfg.m}
+    if ecfg.method == "radius":
+        return {"radii": ecfg.radius, "max_votes": ecfg.max_votes}
+    return {}
+
+
+def score_sigma(config, target_epsilon: float) -> float:
+    """The noise multiplier of one score release at `target_epsilon` (`config.ecos`)."""
+    ecfg = config.ecos
+    kwargs = coverage_kwargs(config)
+    votes = coverage.votes_per_sample(
+        ecfg.method, m=kwargs.get("m"), max_votes=kwargs.get("max_votes")
+    )
+    return privacy.calibrate_sigma(
+        target_epsilon, delta=ecfg.delta, coordinates=votes, accountant=ecfg.accountant
+    )
+
+
+def client_randomness(config, seed: int, release: str) -> noise.Randomness:
+    """The client's noise for `release` of run `seed`, as `config.ecos.randomness` names it:
+    the keyed simulation (reproducible) or the secure source."""
+    kind = config.ecos.randomness
+    if kind == "simulation":
+        return selection.client_randomness(int(seed), release)
+    if kind == "secure":
+        return noise.secure()
+    raise ValueError(f"config.ecos.randomness={kind!r}; choose 'simulation' or 'secure'.")
+
+
+def ecos_round(config, keys, pool_features, client_features, sigma: float, randomness):
     """`selection.ecos_round` with the settings of `config.ecos`, `metric`, `chunk_size`."""
     ecfg = config.ecos
     return selection.ecos_round(
@@ -102,7 +138,9 @@ def ecos_round(config, keys, pool_features, client_features, sigma: float):
         sigma=sigma,
         num_clusters=ecfg.num_clusters,
         kmeans_iters=ecfg.kmeans_iters,
+        randomness=randomness,
         method=ecfg.method,
+        coverage_kwargs=coverage_kwargs(config),
         delta=ecfg.delta,
         metric=config.metric,
         chunk_size=config.chunk_size,

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from ecos_jax import costs, metrics, models, privacy, selection, tasks, train
+from ecos_jax import costs, metrics, models, noise, privacy, selection, tasks, train
 from experiments import common
 
 TASKS = ("selective_labeling", "model_compression", "client_labeling")
@@ -91,6 +91,11 @@ def check_config(config) -> None:
             )
         if int(config.knn.k) < 1:
             raise ValueError(f"config.knn.k={config.knn.k} must be >= 1.")
+    if config.ecos.randomness not in noise.RANDOMNESS_NAMES:
+        raise ValueError(
+            f"config.ecos.randomness={config.ecos.randomness!r}; choose one of "
+            f"{sorted(noise.RANDOMNESS_NAMES)}."
+        )
     if not config.client_domains or not config.seeds:
         raise ValueError("config.client_domains and config.seeds must not be empty.")
 
@@ -129,12 +134,7 @@ def _run_domain(config, domain: str, workdir: Path) -> tuple[list[dict], str]:
     split, feats = bench.split, bench.features
     pool_x, client_x = feats.pool_features, feats.client_features
     num_classes = int(config.num_classes)
-    sigmas = {
-        float(eps): privacy.calibrate_sigma(
-            eps, delta=config.ecos.delta, count=1, accountant=config.ecos.accountant
-        )
-        for eps in config.epsilons
-    }
+    sigmas = {float(eps): common.score_sigma(config, eps) for eps in config.epsilons}
     phi_macs = _extractor_macs(bench.extractor, split.client.images[:1])
     model_macs = costs.macs(
         functools.partial(_forward, _make_model(config.train, num_classes)),
@@ -154,11 +154,12 @@ def _run_domain(config, domain: str, workdir: Path) -> tuple[list[dict], str]:
     if config.task == "model_compression":
         teacher = _teacher(ctx)
     ctx["teacher"] = teacher
+    rounds: dict[tuple[int, float], selection.EcosRound] = {}
+    ctx["rounds"] = rounds  # the client's ECOS releases, for task (c)'s ledger
 
     plan = _plan(config)
     rows = []
     bar = tqdm(total=len(plan), desc=f"{config.task}:{domain}", file=sys.stderr, dynamic_ncols=True)
-    rounds: dict[tuple[int, float], selection.EcosRound] = {}
     for seed, eps, budget, method in plan:
         keys = selection.method_keys(seed)
         cost = selection.SelectionCost(0.0, 0.0, 0, 0)
@@ -167,8 +168,9 @@ def _run_domain(config, domain: str, workdir: Path) -> tuple[list[dict], str]:
             ecos = None
             if method == "ecos":
                 if (seed, eps) not in rounds:
+                    randomness = common.client_randomness(config, seed, f"ecos_scores/eps={eps:g}")
                     rounds[(seed, eps)] = common.ecos_round(
-                        config, keys, pool_x, client_x, sigmas[eps]
+                        config, keys, pool_x, client_x, sigmas[eps], randomness
                     )
                 ecos = rounds[(seed, eps)]
                 if seed == plan[0][0] and eps == float(config.report_epsilon):
@@ -269,6 +271,10 @@ def _train_and_evaluate(ctx, seed, eps, budget, method, idx, cost) -> dict[str, 
         epsilon_pld=cost.epsilon_pld,
         bytes_down=cost.bytes_down,
         bytes_up=cost.bytes_up,
+        # how the client's releases in this run were noised (None: it released nothing)
+        randomness=config.ecos.randomness
+        if method == "ecos" or (config.task == "client_labeling" and method != "local")
+        else None,
     )
     n_client = len(split.client.labels)
     phi = ctx["phi_macs"] or 0
@@ -349,18 +355,18 @@ def _private_knn(ctx, seed, eps, idx, cost, method) -> tuple[np.ndarray, dict[st
         sigma = tasks.calibrate_vote_sigma(
             kcfg.target_epsilon, delta=config.ecos.delta, num_queries=num_queries
         )
-        key = jax.random.fold_in(jax.random.key(seed), zlib.crc32(b"private_knn"))
+        randomness = common.client_randomness(config, seed, f"private_knn/{method}/b{len(idx)}")
         labels, release = tasks.private_knn_labels(
-            key,
             query,
             feats.client_features,
             feats.client_labels,
             sigma=sigma,
+            randomness=randomness,
             **knn_args,
         )
         ledger = privacy.PrivacyLedger([release])
         if method == "ecos":
-            ledger.record(privacy.GaussianRelease(noise_multiplier=ctx["sigmas"][eps]))
+            ledger.record(ctx["rounds"][(seed, eps)].privacy.release)
         total = ledger.epsilons(delta=config.ecos.delta)
     labels = np.asarray(labels)
     truth = np.asarray(ctx["bench"].split.pool_oracle.labels)[idx]
@@ -614,7 +620,8 @@ def _setting_sentence(config) -> str:
         text += f" (τ={f.threshold}, λ_u={f.lambda_u}, μ={f.unlabeled_ratio})"
     text += (
         f". ECOS: R={config.ecos.num_clusters}, {config.ecos.method} scores, κ={config.ecos.kappa},"
-        f" σ calibrated to ε at δ={config.ecos.delta:g} ({config.ecos.accountant.upper()}). "
+        f" σ calibrated to ε at δ={config.ecos.delta:g} ({config.ecos.accountant.upper()}),"
+        f" discrete Gaussian noise, {noise.RANDOMNESS_NAMES[config.ecos.randomness]}. "
         f"Seeds {list(config.seeds)}; mean ± std over seeds; every method starts from the "
         "same initialisation and batch seed. Oracle: ε = ∞ (sees the client features)."
     )
@@ -761,6 +768,7 @@ def _summary(config, rows) -> dict[str, Any]:
         "task": config.task,
         "data": config.data.source,
         "budget": budget,
+        "randomness": noise.RANDOMNESS_NAMES[config.ecos.randomness],
         "methods": methods,
         # null when ECOS is absent or its run is not private (noise-free kNN labels)
         "epsilon_rdp": common.mean_std([r["epsilon_rdp"] for r in ecos])[0] if ecos else None,

@@ -23,15 +23,13 @@ from __future__ import annotations
 import json
 import math
 import sys
-import zlib
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import jax
 import numpy as np
 from tqdm import tqdm
 
-from ecos_jax import feature_benchmark, privacy, selection, tasks
+from ecos_jax import feature_benchmark, noise, selection, tasks
 from experiments import common
 
 _DEFAULT_CONFIG = str(Path(__file__).resolve().parent / "configs" / "knn_label_quality.py")
@@ -103,9 +101,7 @@ def run(config, workdir) -> dict[str, Any]:
         else tasks.calibrate_vote_sigma(e, delta=config.ecos.delta, num_queries=budget)
         for e in config.label_epsilons
     }
-    score_sigma = privacy.calibrate_sigma(
-        config.ecos.target_epsilon, delta=config.ecos.delta, accountant=config.ecos.accountant
-    )
+    score_sigma = common.score_sigma(config, config.ecos.target_epsilon)
     rows: list[dict[str, Any]] = []
     total = len(config.client_domains) * len(config.seeds) * len(config.methods) * len(spaces)
     bar = tqdm(total=total, desc="knn_label_quality", file=sys.stderr, dynamic_ncols=True)
@@ -120,8 +116,8 @@ def run(config, workdir) -> dict[str, Any]:
             pool, client = bench.features.pool_features, bench.features.client_features
             ecos = None
             if "ecos" in config.methods:
-                ecos = common.ecos_round(config, keys, pool, client, score_sigma)
-            noise_key = jax.random.fold_in(jax.random.key(int(seed)), zlib.crc32(b"private_knn"))
+                randomness = common.client_randomness(config, seed, "ecos_scores")
+                ecos = common.ecos_round(config, keys, pool, client, score_sigma, randomness)
             for method in config.methods:
                 idx, _ = common.select(config, method, keys, budget, pool, client, ecos)
                 idx = np.asarray(idx)
@@ -140,7 +136,11 @@ def run(config, workdir) -> dict[str, Any]:
                             chunk_size=config.chunk_size,
                         )
                         for eps, sigma in vote_sigmas.items():
-                            labels = np.asarray(_release(noise_key, votes, sigma))
+                            # One key per (seed, method, space, k, ε): independent releases.
+                            randomness = common.client_randomness(
+                                config, seed, f"private_knn/{method}/{space.name}/k={k}/eps={eps:g}"
+                            )
+                            labels = _release(randomness, votes, sigma)
                             right = labels == truth_s
                             rows.append(
                                 dict(
@@ -185,11 +185,11 @@ def _space_features(config, bench, space: Space) -> tuple[np.ndarray, np.ndarray
     return feats.pool_features, feats.client_features
 
 
-def _release(key, votes, sigma: float) -> np.ndarray:
+def _release(randomness, votes, sigma: float) -> np.ndarray:
     """The released labels: the noisy argmax (σ > 0) or the noise-free argmax (σ = 0)."""
     if sigma == 0.0:
         return np.asarray(votes).argmax(axis=-1)
-    labels, _ = tasks.release_knn_labels(key, votes, sigma=sigma)
+    labels, _ = tasks.release_knn_labels(votes, sigma=sigma, randomness=randomness)
     return np.asarray(labels)
 
 
@@ -225,7 +225,8 @@ def _markdown(config, rows, spaces: list[Space], vote_sigmas: dict[float, float]
         f"selection φ = {config.features.extractor} at {config.features.resolution} px, "
         f"ECOS R={config.ecos.num_clusters} at ε={config.ecos.target_epsilon}. The label "
         f"releases alone cost the ε of each column (RDP, δ={config.ecos.delta:g}, "
-        f"{config.budget} queries, sensitivity √2); vote noise std {sigmas}. Means over "
+        f"{config.budget} queries, sensitivity √2); discrete Gaussian vote noise of scale "
+        f"{sigmas}, {noise.RANDOMNESS_NAMES[config.ecos.randomness]}. Means over "
         "client domains and seeds. 'In-domain' counts only the images of S from the client's "
         "domain; 'all of S' counts junk and other domains as wrong.",
         "",
@@ -282,6 +283,7 @@ def _summary(config, rows, spaces: list[Space]) -> dict[str, Any]:
     """The last-line JSON: each method's label accuracy at the report k and ε, per space."""
     k, eps = int(config.report_k), _eps_key(float(config.report_epsilon))
     return {
+        "randomness": noise.RANDOMNESS_NAMES[config.ecos.randomness],
         "budget": int(config.budget),
         "k": k,
         "label_epsilon": eps,

@@ -26,7 +26,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from ecos_jax import metrics, privacy, protocol, selection, synthetic
+from ecos_jax import metrics, noise, protocol, selection, synthetic
 from experiments import common
 
 _DEFAULT_CONFIG = str(Path(__file__).resolve().parent / "configs" / "sampling_quality.py")
@@ -80,10 +80,10 @@ def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
     bench, about = get_features(config)
     pool, client = bench.pool_features, bench.client_features
     ecfg = config.ecos
-    sigma = privacy.calibrate_sigma(
-        ecfg.target_epsilon, delta=ecfg.delta, count=1, accountant=ecfg.accountant
+    sigma = common.score_sigma(config, ecfg.target_epsilon)
+    release = protocol.privacy_report(
+        sigma, method=ecfg.method, delta=ecfg.delta, coverage_kwargs=common.coverage_kwargs(config)
     )
-    release = protocol.privacy_report(sigma, method=ecfg.method, delta=ecfg.delta)
     eps = {"rdp": release.epsilon_rdp, "pld": release.epsilon_pld}
     raw = protocol.comparison_bytes(client, pool)
 
@@ -96,7 +96,8 @@ def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
         for method in config.methods:
             if method == "ecos":  # one release per seed serves every budget
                 start = time.perf_counter()
-                ecos = common.ecos_round(config, keys, pool, client, sigma)
+                randomness = common.client_randomness(config, seed, "ecos_scores")
+                ecos = common.ecos_round(config, keys, pool, client, sigma, randomness)
                 round_seconds = time.perf_counter() - start
             for budget in config.budgets:
                 start = time.perf_counter()
@@ -186,7 +187,8 @@ def _header(config, bench, about: str, sigma: float, eps: dict, raw) -> str:
         f"ECOS: k-means R={config.ecos.num_clusters}, {config.ecos.method} scores, "
         f"σ={sigma:.3f} (calibrated to ε={config.ecos.target_epsilon} at "
         f"δ={config.ecos.delta:g}, {config.ecos.accountant.upper()}), ε_RDP={eps['rdp']:.3f}, "
-        f"ε_PLD={eps['pld']:.3f}, κ={config.ecos.kappa}, metric={config.metric}. "
+        f"ε_PLD={eps['pld']:.3f}, κ={config.ecos.kappa}, metric={config.metric}; discrete "
+        f"Gaussian noise, {noise.RANDOMNESS_NAMES[config.ecos.randomness]}. "
         f"Seeds {list(config.seeds)}; mean ± std over seeds (the oracle is deterministic). "
         "One ECOS release per seed serves every budget (selection is post-processing).\n\n"
         f"Comparison bytes: uploading the client features = {raw.upload_client_data:,} B; "
@@ -250,6 +252,7 @@ def _final_summary(summary_rows: list[dict], config, eps: dict) -> dict[str, Any
         },
         "epsilon_rdp": eps["rdp"],
         "epsilon_pld": eps["pld"],
+        "randomness": noise.RANDOMNESS_NAMES[config.ecos.randomness],
         "bytes_down": None if ecos is None else ecos["bytes_down"],
         "bytes_up": None if ecos is None else ecos["bytes_up"],
         "per_budget": {

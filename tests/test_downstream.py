@@ -56,6 +56,9 @@ def test_selective_labeling_smoke_cli(selective_labeling_smoke):
         assert set(m) == {"accuracy_mean", "accuracy_std"}
     assert summary["epsilon_rdp"] == pytest.approx(0.58, abs=1e-3)
     assert summary["epsilon_pld"] < summary["epsilon_rdp"]
+    assert summary["randomness"].startswith("simulation")
+    for r in rows:  # only the ECOS runs released anything from the client in task (a)
+        assert r["randomness"] == ("simulation" if r["method"] == "ecos" else None)
     # the human labelers reject junk: never more labeled examples than the budget
     for r in rows:
         if r["method"] not in downstream.REFERENCE_METHODS:
@@ -86,15 +89,17 @@ def test_client_labeling_smoke_composes_privacy(tmp_path):
         if r["method"] == "oracle":
             assert r["epsilon_rdp"] is None
             continue
-        knn = privacy.GaussianRelease(
+        assert r["randomness"] == "simulation"
+        knn = privacy.DiscreteGaussianRelease(
             noise_multiplier=r["knn_sigma"] / tasks.PRIVATE_KNN_SENSITIVITY,
             count=r["budget"],
+            coordinates=2,
             name="private_knn_votes",
         )
         releases = [knn]
         if r["method"] == "ecos":
             sigma = privacy.calibrate_sigma(r["epsilon_target"], delta=delta, count=1)
-            releases.append(privacy.GaussianRelease(noise_multiplier=sigma))
+            releases.append(privacy.DiscreteGaussianRelease(noise_multiplier=sigma))
         expected = privacy.epsilons(releases, delta=delta)
         assert r["epsilon_rdp"] == pytest.approx(expected["rdp"], rel=1e-6)
         assert r["epsilon_pld"] == pytest.approx(expected["pld"], rel=1e-6)

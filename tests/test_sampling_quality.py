@@ -46,7 +46,8 @@ def test_smoke_run_writes_all_artefacts(tmp_path):
     assert summary["epsilon_rdp"] == pytest.approx(0.58, abs=2e-3)
     assert summary["epsilon_pld"] < summary["epsilon_rdp"]
     # Smoke config: R=10 centroids of d=16 features.
-    assert summary["bytes_down"] == 4 * 10 * 16 and summary["bytes_up"] == 4 * 10
+    assert summary["bytes_down"] == 4 * 10 * 16 and summary["bytes_up"] == 8 * 10
+    assert summary["randomness"].startswith("simulation")
     # The point of the method: ECOS finds the client's domain, Random does not.
     assert summary["methods"]["ecos"]["id_fraction"] > summary["methods"]["random"]["id_fraction"]
 
@@ -71,7 +72,7 @@ def test_smoke_run_on_the_digits_benchmark(tmp_path, monkeypatch):
     config.seeds = (1,)
     summary = sampling_quality.run(config, tmp_path / "sq")
     assert summary["data"] == "digits"
-    assert summary["bytes_down"] == 4 * 10 * 1280 and summary["bytes_up"] == 4 * 10
+    assert summary["bytes_down"] == 4 * 10 * 1280 and summary["bytes_up"] == 8 * 10
     for figures in summary["methods"].values():
         assert 0.0 <= figures["id_fraction"] <= 1.0 and figures["proximity"] > 0
     text = (tmp_path / "sq" / "results.md").read_text()

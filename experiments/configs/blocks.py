@@ -34,11 +34,18 @@ def features() -> ml_collections.ConfigDict:
 
 
 def ecos() -> ml_collections.ConfigDict:
-    """The ECOS round and selection: R=50 Voronoi scores, κ=1.5, accounted at δ=1e-5."""
+    """The ECOS round and selection: R=50 Voronoi scores, κ=1.5, accounted at δ=1e-5,
+    simulated (keyed) discrete Gaussian noise."""
     e = ml_collections.ConfigDict()
     e.num_clusters = 50
     e.kmeans_iters = 100
     e.method = "voronoi"
+    e.m = config_dict.placeholder(int)  # top_m: votes per sample
+    e.radius = config_dict.placeholder(float)  # radius: the public radius (all centroids)
+    e.max_votes = config_dict.placeholder(int)  # radius: cap on votes per sample
+    # The client's noise: "simulation" (keyed by the seed, reproducible, what experiments
+    # measure) or "secure" (OpenDP, OS entropy: what a deployment uses; not reproducible).
+    e.randomness = "simulation"
     e.delta = 1e-5
     e.accountant = "rdp"
     e.kappa = 1.5
