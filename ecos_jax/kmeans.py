@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ecos_jax._validate import check_key
 from ecos_jax.distances import PRECISION, all_finite, map_row_chunks
 
 DEFAULT_CHUNK_SIZE = 8192
@@ -256,6 +257,7 @@ def kmeans_plusplus_init(
     References:
       Arthur & Vassilvitskii, SODA 2007.
     """
+    check_key(key, "key")
     validate_points(x_NxD, "x_NxD")
     n = x_NxD.shape[0]
     _validate_sizes(n, k=k, num_iters=1, chunk_size=1)
@@ -430,6 +432,8 @@ def kmeans(
     References:
       Hong et al., NeurIPS 2022 (ECOS, protocol step 1); Lloyd, IEEE Trans. IT 1982.
     """
+    if init is None or key is not None:  # the key seeds k-means++ (unused with init)
+        check_key(key, "key")
     x, w, init = prepare_inputs(
         key,
         x_NxD,

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ecos_jax._validate import check_key
 from ecos_jax.distances import (
     PRECISION,
     Metric,
@@ -469,6 +470,7 @@ def random_select(key: jax.Array, num_pool: int, *, budget: int) -> np.ndarray:
     References:
       Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 4 baselines ("Random").
     """
+    check_key(key, "key")
     if isinstance(num_pool, bool) or not isinstance(num_pool, int | np.integer) or num_pool < 0:
         raise ValueError(f"num_pool must be a non-negative int, got {num_pool!r}.")
     _check_budget(budget, int(num_pool))
@@ -506,6 +508,7 @@ def k_center_select(
       Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 4 baselines ("K-Center");
       Sener & Savarese, ICLR 2018.
     """
+    check_key(key, "key")
     check_metric(metric)
     x_NxD = _as_features(pool_features, "pool_features")
     _check_budget(budget, x_NxD.shape[0])

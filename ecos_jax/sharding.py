@@ -22,6 +22,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ecos_jax import coverage as coverage_lib
+from ecos_jax._validate import check_key
 from ecos_jax.kmeans import (
     DEFAULT_CHUNK_SIZE,
     KMeansResult,
@@ -141,6 +142,8 @@ def sharded_kmeans(
       >>> res.assignments.shape
       (1001,)
     """
+    if init is None or key is not None:  # the key seeds k-means++ (unused with init)
+        check_key(key, "key")
     x, w, init = prepare_inputs(
         key,
         x_NxD,

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ecos_jax._validate import check_key
 from ecos_jax.features.extract import batched_map, check_images, resize_images
 
 __all__ = ["SmallCNN", "SmallCNNExtractor", "train_small_cnn"]
@@ -156,6 +157,7 @@ def train_small_cnn(
     References:
       Hong et al., ECOS, NeurIPS 2022 (arXiv:2210.12575): φ is public and shared.
     """
+    check_key(key, "key")
     images = check_images(images)
     labels = np.asarray(labels)
     n = images.shape[0]

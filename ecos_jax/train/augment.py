@@ -14,6 +14,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from ecos_jax._validate import check_key
+
 __all__ = ["STRONG_OPS", "strong_augment", "weak_augment"]
 
 
@@ -48,6 +50,7 @@ def weak_augment(key: jax.Array, images: jax.Array, *, pad: int = 2, flip: bool 
       Hong, Lyu, Zhou, Spranger. "Outsourcing Training without Uploading Data via
       Efficient Collaborative Open-Source Sampling." NeurIPS 2022. arXiv:2210.12575.
     """
+    check_key(key, "key")
     _check_images(images)
     n, h, w, c = images.shape
     if not 0 <= pad < min(h, w):
@@ -190,6 +193,7 @@ def strong_augment(
       Efficient Collaborative Open-Source Sampling." NeurIPS 2022. arXiv:2210.12575.
       Sohn et al. "FixMatch." NeurIPS 2020. Cubuk et al. "RandAugment." NeurIPS 2020.
     """
+    check_key(key, "key")
     _check_images(images)
     if num_ops < 1:
         raise ValueError(f"num_ops must be >= 1, got {num_ops}")

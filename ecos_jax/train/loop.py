@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from ecos_jax._validate import check_key
 from ecos_jax.train import checkpoint
 from ecos_jax.train.augment import strong_augment, weak_augment
 from ecos_jax.train.steps import TrainState, eval_step, train_step
@@ -234,6 +235,7 @@ def fit(
       Hong, Lyu, Zhou, Spranger. "Outsourcing Training without Uploading Data via
       Efficient Collaborative Open-Source Sampling." NeurIPS 2022. arXiv:2210.12575.
     """
+    check_key(key, "key")
     if augment not in _AUGMENTS:
         raise ValueError(f"augment must be one of {_AUGMENTS}, got {augment!r}")
     num_examples = len(labels)

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
+from ecos_jax._validate import check_key
 from ecos_jax.tasks.distill import DEFAULT_TEMPERATURE, distillation_loss
 from ecos_jax.tasks.fixmatch import DEFAULT_LAMBDA_U, DEFAULT_THRESHOLD, fixmatch_loss
 
@@ -63,6 +64,7 @@ def create_train_state(
       Hong, Lyu, Zhou, Spranger. "Outsourcing Training without Uploading Data via
       Efficient Collaborative Open-Source Sampling." NeurIPS 2022. arXiv:2210.12575.
     """
+    check_key(key, "key")
     variables = _init_variables(model, key, sample_input)
     state = TrainState.create(
         apply_fn=model.apply,
