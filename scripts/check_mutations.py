@@ -142,6 +142,108 @@ MUTATIONS: list[Mutation] = [
         ),
         why="allocate_budget rounds up the lowest indices instead of the largest remainders",
     ),
+    # What leaves the client: each must make a test of the released values fail.
+    Mutation(
+        name="noise_ignores_the_sensitivity",
+        path="ecos_jax/privacy.py",
+        old="scores.counts, scale=sigma * scores.sensitivity, randomness=randomness",
+        new="scores.counts, scale=sigma, randomness=randomness",
+        tests=(
+            "tests/test_protocol.py::test_released_noise_is_scaled_by_the_sensitivity",
+            "tests/test_selection.py::test_ecos_round_runs_every_coverage_method_with_its_sensitivity",
+        ),
+        why="top-m / radius noise uses Δ = 1 while the report says √m",
+    ),
+    Mutation(
+        name="privacy_report_ignores_delta",
+        path="ecos_jax/protocol.py",
+        old="    eps = privacy.epsilons(release, delta=delta)",
+        new="    eps = privacy.epsilons(release, delta=1e-5)",
+        tests=("tests/test_protocol.py::test_privacy_report_follows_delta_and_the_method",),
+        why="privacy_report reports ε at a fixed δ",
+    ),
+    Mutation(
+        name="same_client_key_for_every_seed",
+        path="ecos_jax/selection.py",
+        old='named_key(named_key(jax.random.key(seed), "client"), release)',
+        new='named_key(named_key(jax.random.key(0), "client"), release)',
+        tests=("tests/test_selection.py::test_client_noise_differs_across_seeds_and_releases",),
+        why="every seed's client noise comes from the same key",
+    ),
+    Mutation(
+        name="experiments_same_client_key_for_every_seed",
+        path="experiments/common.py",
+        old="return selection.client_randomness(int(seed), release)",
+        new="return selection.client_randomness(0, release)",
+        tests=("tests/test_downstream.py::test_client_noise_differs_across_seeds_and_releases",),
+        why="the experiments give every seed the same client noise key",
+    ),
+    Mutation(
+        name="noise_key_is_the_kmeans_key",
+        path="ecos_jax/protocol.py",
+        old=(
+            "    randomness = noise.resolve(randomness)\n"
+            "    check_noise_key_is_the_clients(randomness, [key])"
+        ),
+        new="    randomness = noise.simulation(key)",
+        tests=(
+            "tests/test_protocol.py::test_released_noise_is_drawn_from_the_clients_key_not_the_clouds",
+        ),
+        why="the client's noise is drawn from the cloud's k-means key",
+    ),
+    Mutation(
+        name="cosine_cloud_does_not_normalise",
+        path="ecos_jax/protocol.py",
+        old='        if self.metric == "cosine":\n            x = normalize_rows(x)',
+        new="        if False:\n            x = normalize_rows(x)",
+        tests=("tests/test_protocol.py::test_cosine_cloud_clusters_directions_not_magnitudes",),
+        why="the cosine cloud clusters unnormalised rows",
+    ),
+    Mutation(
+        name="threshold_in_units_of_sigma_protocol",
+        path="ecos_jax/protocol.py",
+        old="threshold_multiple * report.noise_std",
+        new="threshold_multiple * report.noise_multiplier",
+        tests=(
+            "tests/test_protocol.py::test_threshold_is_a_multiple_of_the_noise_scale_sigma_times_delta",
+        ),
+        why="run_protocol's threshold is a multiple of σ instead of σΔ",
+    ),
+    Mutation(
+        name="threshold_in_units_of_sigma_selection",
+        path="ecos_jax/selection.py",
+        old="threshold_multiple * ecos.privacy.noise_std",
+        new="threshold_multiple * ecos.privacy.noise_multiplier",
+        tests=(
+            "tests/test_selection.py::test_threshold_multiple_is_in_units_of_sigma_times_delta",
+        ),
+        why="select's threshold is a multiple of σ instead of σΔ",
+    ),
+    Mutation(
+        name="votes_trust_float32",
+        path="ecos_jax/canonical.py",
+        old="    idx_CxV = idx_CxT[:, :num_votes].astype(jnp.int32)",
+        new=(
+            "    ambiguous_C = jnp.zeros_like(ambiguous_C)\n"
+            "    idx_CxV = idx_CxT[:, :num_votes].astype(jnp.int32)"
+        ),
+        tests=("tests/test_ties.py",),
+        why="near-tie rows keep their float32 (batch-dependent) votes",
+    ),
+    Mutation(
+        name="float32_release",
+        path="ecos_jax/noise.py",
+        old="        return values + _simulated_noise(randomness.key, shape, scale)",
+        new=(
+            "        z = np.asarray(jax.random.normal(randomness.key, shape))\n"
+            "        return (values + scale * z).astype(np.float32)"
+        ),
+        tests=(
+            "tests/test_noise.py::test_noise_does_not_depend_on_the_counts",
+            "tests/test_audit.py::test_smoke_audit_passes_the_fixed_mechanism_and_catches_the_float32_one",
+        ),
+        why="the simulated release goes back to a float32 count + noise",
+    ),
 ]
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecos_jax import privacy, tasks
-from experiments import downstream
+from ecos_jax import noise, privacy, tasks
+from experiments import common, downstream
 from experiments.configs import client_labeling as cl_config
 from experiments.configs import model_compression as mc_config
 from experiments.configs import selective_labeling as sl_config
@@ -209,3 +209,17 @@ def test_a_trained_smoke_model_beats_chance(tmp_path):
     # measured 0.77 (Local) and 0.58 (ECOS, 60 images); chance is 0.1 (10 classes)
     for row in _rows(tmp_path / "learn"):
         assert row["accuracy"] > 0.3, row["method"]
+
+
+def test_client_noise_differs_across_seeds_and_releases():
+    config = sl_config.get_config("smoke")
+    draw = lambda seed, name: noise.add_discrete_gaussian(
+        np.zeros(64, np.int64),
+        scale=5.0,
+        randomness=common.client_randomness(config, seed, name),
+    )
+    assert not np.array_equal(draw(1, "ecos_scores"), draw(2, "ecos_scores"))
+    assert not np.array_equal(draw(1, "ecos_scores/eps=0.58"), draw(1, "ecos_scores/eps=1"))
+    np.testing.assert_array_equal(draw(3, "x"), draw(3, "x"))
+    config.ecos.randomness = "secure"
+    assert common.client_randomness(config, 1, "x").name == "secure"

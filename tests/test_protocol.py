@@ -238,9 +238,9 @@ def test_cosine_cloud_clusters_directions_not_magnitudes():
 
 
 def test_threshold_is_a_multiple_of_the_noise_scale_sigma_times_delta():
-    """top-m with m=4: Δ=2, so threshold_multiple=1 drops clusters scoring below 2σ."""
-    sigma = 8.0
+    """top-m with m=4: Δ=2, so threshold_multiple=t drops clusters scoring below t·2σ."""
     pool, client = _data(seed=5)
+    sigma = 3.0
     kwargs = dict(
         num_clusters=10,
         budget=40,
@@ -249,17 +249,18 @@ def test_threshold_is_a_multiple_of_the_noise_scale_sigma_times_delta():
         coverage_kwargs={"m": 4},
         kmeans_iters=15,
         randomness=_sim(2),
-        threshold_multiple=1.0,
     )
-    res = protocol.run_protocol(jax.random.key(1), pool, client, **kwargs)
+    scores = protocol.run_protocol(jax.random.key(1), pool, client, **kwargs).scores.scores
+    # t puts a sizeable score between t·σ (kept by a σ-threshold) and t·σΔ (dropped).
+    probe = float(scores[scores > 0.1 * scores.max()].min())  # a cluster that matters
+    t = probe / (2 * sigma) + 1e-3
+    res = protocol.run_protocol(jax.random.key(1), pool, client, threshold_multiple=t, **kwargs)
+    np.testing.assert_array_equal(res.scores.scores, scores)  # same keys, same release
     cloud = protocol.Cloud(pool)
     cloud.broadcast(jax.random.key(1), num_clusters=10, num_iters=15)
-    scores = res.scores.scores
-    want = cloud.select(res.scores, budget=40, threshold=2 * sigma)  # 1.0 · σΔ
+    want = cloud.select(res.scores, budget=40, threshold=t * 2 * sigma)
     np.testing.assert_array_equal(res.indices, want)
-    # Clusters between σ and σΔ exist here, so a threshold in units of σ would differ.
-    assert np.any((scores >= sigma) & (scores < 2 * sigma))
-    assert not np.array_equal(want, cloud.select(res.scores, budget=40, threshold=sigma))
+    assert not np.array_equal(want, cloud.select(res.scores, budget=40, threshold=t * sigma))
 
 
 def test_run_protocol_needs_one_noise_setting():

@@ -152,10 +152,11 @@ def test_the_client_key_is_not_one_of_the_clouds(bench):
 def test_threshold_multiple_is_in_units_of_sigma_times_delta(bench):
     sigma = 5.0
     ecos = _round(bench, sigma=sigma, method="top_m", coverage_kwargs={"m": 4})
-    kwargs = dict(budget=60, pool_features=bench.pool_features, ecos=ecos)
-    idx, _ = selection.select("ecos", selection.method_keys(1), threshold_multiple=1.0, **kwargs)
-    want = ecos.cloud.select(ecos.scores, budget=60, threshold=2 * sigma)  # 1 · σΔ, Δ = 2
-    np.testing.assert_array_equal(idx, want)
     scores = ecos.scores.scores
-    assert np.any((scores >= sigma) & (scores < 2 * sigma))  # kept by a σ-threshold
-    assert not np.array_equal(want, ecos.cloud.select(ecos.scores, budget=60, threshold=sigma))
+    # t puts a sizeable score between t·σ (kept by a σ-threshold) and t·σΔ (dropped).
+    t = float(scores[scores > 0.1 * scores.max()].min()) / (2 * sigma) + 1e-3
+    kwargs = dict(budget=60, pool_features=bench.pool_features, ecos=ecos)
+    idx, _ = selection.select("ecos", selection.method_keys(1), threshold_multiple=t, **kwargs)
+    want = ecos.cloud.select(ecos.scores, budget=60, threshold=t * 2 * sigma)  # Δ = 2
+    np.testing.assert_array_equal(idx, want)
+    assert not np.array_equal(want, ecos.cloud.select(ecos.scores, budget=60, threshold=t * sigma))
