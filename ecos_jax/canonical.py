@@ -161,12 +161,18 @@ def resolve_rows(
         return []
     d_FxR, err_F = _distances64(x_FxD, v_RxD, metric)
     v64 = v_RxD.astype(np.float64)
-    v2_R = [math.fsum((c * c).tolist()) for c in v64]
+    v2: dict[int, float] = {}  # ‖v_j‖² by fsum, for the candidates that need it
+
+    def norm2(j: int) -> float:
+        if j not in v2:
+            v2[j] = math.fsum((v64[j] * v64[j]).tolist())
+        return v2[j]
+
     out = []
     for x, d_R, err in zip(x_FxD.astype(np.float64), d_FxR, err_F, strict=True):
 
         def canonical(j: int, x=x) -> float:
-            return _canonical_distance(x, v64[j], v2_R[j], metric)
+            return _canonical_distance(x, v64[j], norm2(j), metric)
 
         out.append(_certified_top(d_R, float(err), num_votes, thresholds_R, canonical))
     return out
