@@ -9,13 +9,14 @@ dimension.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["as_real_array", "check_key"]
+__all__ = ["as_real_array", "check_key", "positive_finite", "positive_int"]
 
 _INT32 = np.iinfo(np.int32)
 
@@ -69,3 +70,23 @@ def as_real_array(x: Any, name: str, *, private: bool = False) -> jax.Array:
     if not (jnp.issubdtype(arr.dtype, jnp.integer) or jnp.issubdtype(arr.dtype, jnp.floating)):
         raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}.")
     return arr
+
+
+def positive_finite(value: Any, name: str) -> float:
+    """`value` as a float after checking it is a finite number > 0 (bools refused)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}.")
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}.") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value}.")
+    return value
+
+
+def positive_int(value: Any, name: str) -> int:
+    """`value` as an int after checking it is an integer >= 1 (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}.")
+    return int(value)

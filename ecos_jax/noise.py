@@ -54,7 +54,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ecos_jax._validate import check_key
+from ecos_jax._validate import check_key, positive_finite, positive_int
 
 __all__ = [
     "RANDOMNESS_NAMES",
@@ -168,10 +168,10 @@ def add_discrete_gaussian(
     References:
       Canonne, Kamath, Steinke, NeurIPS 2020, Thm. 4 and Alg. 3.
     """
-    scale = _positive_finite(scale, "scale")
+    scale = positive_finite(scale, "scale")
     randomness = resolve(randomness)
     values = _as_counts(counts)
-    shape = values.shape if num_draws is None else (_positive_int(num_draws, "num_draws"),)
+    shape = values.shape if num_draws is None else (positive_int(num_draws, "num_draws"),)
     shape = shape if num_draws is None else (*shape, *values.shape)
     if isinstance(randomness, SimulatedRandomness):
         return values + _simulated_noise(randomness.key, shape, scale)
@@ -196,7 +196,7 @@ def discrete_gaussian_table(scale: float) -> DiscreteGaussianTable:
     far beyond the 64 bits stored, and normalised over |z| <= 15s + 2 (the rest is below
     1e-48 of the mass).
     """
-    scale = _positive_finite(scale, "scale")
+    scale = positive_finite(scale, "scale")
     ctx = decimal.Context(prec=_DECIMAL_DIGITS)
     s = decimal.Decimal(scale)
     q = ctx.exp(ctx.divide(decimal.Decimal(-1), ctx.multiply(2, ctx.multiply(s, s))))
@@ -237,7 +237,7 @@ def simulation_tv_bound(scale: float) -> float:
 
 def discrete_gaussian_pmf(values: Any, scale: float) -> np.ndarray:
     """The exact pmf `P[Z = v]` of `N_Z(0, scale²)` in float64 (for tests and audits)."""
-    scale = _positive_finite(scale, "scale")
+    scale = positive_finite(scale, "scale")
     v = np.asarray(values, dtype=np.float64)
     z = np.arange(-math.ceil(40 * scale) - 2, math.ceil(40 * scale) + 3, dtype=np.float64)
     log_norm = np.log(np.sum(np.exp(-(z**2) / (2 * scale**2))))
@@ -291,23 +291,3 @@ def _as_counts(counts: Any) -> np.ndarray:
     if out.size and int(np.abs(out).max()) > MAX_ABS_COUNT:
         raise ValueError(f"counts exceed {MAX_ABS_COUNT} in magnitude; they cannot be noised.")
     return out
-
-
-def _positive_finite(value: Any, name: str) -> float:
-    """`value` as a float after checking it is finite and > 0."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}.")
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}.") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value}.")
-    return value
-
-
-def _positive_int(value: Any, name: str) -> int:
-    """`value` as an int after checking it is an integer >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}.")
-    return int(value)

@@ -50,6 +50,7 @@ from dp_accounting.pld import privacy_loss_distribution
 from dp_accounting.rdp import rdp_privacy_accountant
 
 from ecos_jax import noise
+from ecos_jax._validate import positive_finite, positive_int
 from ecos_jax.coverage import CoverageScores
 
 __all__ = [
@@ -86,36 +87,37 @@ def privatize(
 ) -> np.ndarray:
     """The released scores: `scores.counts + N_Z(0, (σΔ)²)` on every entry, int64.
 
-    `Δ = scores.sensitivity` (√ of the votes one sample casts). The noise is independent
-    of the counts and added in integers, so the release is an exact shift of one fixed
-    distribution (see `ecos_jax.noise`).
+        `Δ = scores.sensitivity` (√ of the votes one sample casts). The noise is independent
+        of the counts and added in integers, so the release is an exact shift of one fixed
+        distribution (see `ecos_jax.noise`).
 
-    Args:
-      scores: `CoverageScores` from `ecos_jax.coverage` (int64 counts and their votes per
-        sample).
-      sigma: noise multiplier σ (the noise scale is `σ·Δ`), finite and > 0.
-      randomness: `noise.secure()` (also when None: OpenDP, OS entropy) or
-        `noise.simulation(key)` for a reproducible experiment.
+        Args:
+          scores: `CoverageScores` from `ecos_jax.coverage` (int64 counts and their votes per
+            sample).
+          sigma: noise multiplier σ (the noise scale is `σ·Δ`), finite and > 0.
+          randomness: `noise.secure()` (also when None: OpenDP, OS entropy) or
+            `noise.simulation(key)` for a reproducible experiment.
 
-    Returns:
-      int64 [R] released scores.
+        Returns:
+          int64 [R] released scores.
 
-    Example:
-      >>> import jax, numpy as np
-      >>> from ecos_jax import noise
-      >>> s = CoverageScores(np.array([5, 0, 2]), votes_per_sample=1)
-      >>> privatize(s, sigma=2.0, randomness=noise.simulation(jax.random.key(0))).dtype
-      dtype('int64')
+        Example:
+          >>> import jax, numpy as np
+          >>> from ecos_jax import noise
+    from ecos_jax._validate import positive_finite, positive_int
+          >>> s = CoverageScores(np.array([5, 0, 2]), votes_per_sample=1)
+          >>> privatize(s, sigma=2.0, randomness=noise.simulation(jax.random.key(0))).dtype
+          dtype('int64')
 
-    References:
-      Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 3; Canonne et al., NeurIPS 2020.
+        References:
+          Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 3; Canonne et al., NeurIPS 2020.
     """
     if not isinstance(scores, CoverageScores):
         raise TypeError(
             "scores must be CoverageScores (from ecos_jax.coverage), which carry the votes "
             f"per sample that fix the sensitivity; got {type(scores).__name__}."
         )
-    sigma = _positive_finite(sigma, "sigma")
+    sigma = positive_finite(sigma, "sigma")
     return noise.add_discrete_gaussian(
         scores.counts, scale=sigma * scores.sensitivity, randomness=randomness
     )
@@ -148,10 +150,10 @@ class DiscreteGaussianRelease:
 
     def __post_init__(self) -> None:
         object.__setattr__(
-            self, "noise_multiplier", _positive_finite(self.noise_multiplier, "noise_multiplier")
+            self, "noise_multiplier", positive_finite(self.noise_multiplier, "noise_multiplier")
         )
-        object.__setattr__(self, "count", _check_count(self.count, "count"))
-        object.__setattr__(self, "coordinates", _check_count(self.coordinates, "coordinates"))
+        object.__setattr__(self, "count", positive_int(self.count, "count"))
+        object.__setattr__(self, "coordinates", positive_int(self.coordinates, "coordinates"))
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"name must be a non-empty str, got {self.name!r}.")
 
@@ -287,12 +289,12 @@ def calibrate_sigma(
     References:
       Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 4 (ε = 0.58 at δ = 1e-5).
     """
-    target_epsilon = _positive_finite(target_epsilon, "target_epsilon")
+    target_epsilon = positive_finite(target_epsilon, "target_epsilon")
     delta = _check_delta(delta)
-    count = _check_count(count, "count")
-    coordinates = _check_count(coordinates, "coordinates")
+    count = positive_int(count, "count")
+    coordinates = positive_int(coordinates, "coordinates")
     _check_accountant(accountant)
-    tol = _positive_finite(tol, "tol")
+    tol = positive_finite(tol, "tol")
 
     def cost(sigma: float) -> float:
         release = DiscreteGaussianRelease(sigma, count=count, coordinates=coordinates)
@@ -390,19 +392,6 @@ def _check_accountant(accountant: str) -> None:
         raise ValueError(f"accountant must be one of {ACCOUNTANTS}, got {accountant!r}.")
 
 
-def _positive_finite(value: Any, name: str) -> float:
-    """Returns `value` as a float after checking it is finite and > 0."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}.")
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}.") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value}.")
-    return value
-
-
 def _check_delta(delta: Any) -> float:
     """Returns `delta` as a float after checking 0 < delta < 1."""
     if isinstance(delta, bool):
@@ -414,12 +403,3 @@ def _check_delta(delta: Any) -> float:
     if not 0.0 < delta < 1.0:
         raise ValueError(f"delta must be in the open interval (0, 1), got {delta}.")
     return delta
-
-
-def _check_count(count: Any, name: str) -> int:
-    """Returns `count` as an int after checking it is an integer >= 1."""
-    if isinstance(count, bool) or not isinstance(count, int | np.integer):
-        raise ValueError(f"{name} must be an int >= 1, got {count!r}.")
-    if count < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {count}.")
-    return int(count)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ecos_jax import coverage, noise, privacy, sampling
-from ecos_jax._validate import check_key
+from ecos_jax._validate import check_key, positive_finite
 from ecos_jax.distances import Metric, all_finite, check_metric, normalize_rows
 from ecos_jax.kmeans import KMeansResult
 from ecos_jax.kmeans import kmeans as fit_kmeans
@@ -360,7 +360,7 @@ class Client:
     ):
         x = coverage.check_client_features(client_features, "client_features")
         self._features = np.asarray(x, dtype=np.float32)
-        self.sigma = privacy._positive_finite(sigma, "sigma")
+        self.sigma = positive_finite(sigma, "sigma")
         self.randomness = noise.resolve(randomness)
         self.method = method
         self.coverage_kwargs = dict(coverage_kwargs)
@@ -423,7 +423,7 @@ def privacy_report(
     References:
       Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 3 (privacy of the scores).
     """
-    sigma = privacy._positive_finite(sigma, "sigma")
+    sigma = positive_finite(sigma, "sigma")
     coverage_kwargs = coverage_kwargs or {}
     votes = coverage.votes_per_sample(
         method, m=coverage_kwargs.get("m"), max_votes=coverage_kwargs.get("max_votes")

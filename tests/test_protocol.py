@@ -68,39 +68,22 @@ def test_released_noise_is_drawn_from_the_clients_key_not_the_clouds():
     """The released scores minus the exact counts are the discrete Gaussian drawn from the
     client's simulation key; the cloud's (k-means) key plays no part in them."""
     pool, client = _data()
-    client_key = jax.random.key(123)
-    res = protocol.run_protocol(
-        jax.random.key(0),
-        pool,
-        client,
-        num_clusters=12,
-        budget=50,
-        sigma=3.0,
-        kmeans_iters=20,
-        randomness=noise.simulation(client_key),
+    cloud_key, client_key = jax.random.key(0), jax.random.key(123)
+    args = dict(num_clusters=12, budget=50, sigma=3.0, kmeans_iters=20)
+    run = lambda key: protocol.run_protocol(
+        cloud_key, pool, client, randomness=noise.simulation(key), **args
     )
-    cloud = protocol.Cloud(pool)
-    centroids = cloud.broadcast(jax.random.key(0), num_clusters=12, num_iters=20).centroids
-    counts = coverage.voronoi_scores(client, centroids).counts
-    residual = res.scores.scores - counts
-    expected = noise.add_discrete_gaussian(
-        np.zeros(12, np.int64), scale=3.0, randomness=noise.simulation(client_key)
+    centroids = protocol.Cloud(pool).broadcast(cloud_key, num_clusters=12, num_iters=20)
+    residual = (
+        run(client_key).scores.scores - coverage.voronoi_scores(client, centroids.centroids).counts
     )
-    np.testing.assert_array_equal(residual, expected)
-    from_cloud_key = noise.add_discrete_gaussian(
-        np.zeros(12, np.int64), scale=3.0, randomness=noise.simulation(jax.random.key(0))
+    noise_of = lambda key: noise.add_discrete_gaussian(
+        np.zeros(12, np.int64), scale=3.0, randomness=noise.simulation(key)
     )
-    assert not np.array_equal(residual, from_cloud_key)
+    np.testing.assert_array_equal(residual, noise_of(client_key))
+    assert not np.array_equal(residual, noise_of(cloud_key))
     with pytest.raises(ValueError, match="equals a key of the cloud"):
-        protocol.run_protocol(
-            jax.random.key(0),
-            pool,
-            client,
-            num_clusters=12,
-            budget=50,
-            sigma=3.0,
-            randomness=noise.simulation(jax.random.key(0)),
-        )
+        run(cloud_key)
 
 
 @pytest.mark.parametrize(

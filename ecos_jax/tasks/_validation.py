@@ -66,13 +66,6 @@ def check_labels(
     return labels
 
 
-def check_positive_int(value: Any, name: str) -> int:
-    """Returns `value` as an int after checking it is an integer >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}.")
-    return int(value)
-
-
 def check_real(value: Any, name: str, *, low: float, high: float = math.inf) -> float:
     """Returns `value` as a float after checking `low <= value <= high` and finiteness."""
     if isinstance(value, bool):

@@ -59,9 +59,10 @@ import numpy as np
 
 from ecos_jax import canonical, noise, privacy
 from ecos_jax._validate import as_real_array
+from ecos_jax._validate import positive_int as check_positive_int
 from ecos_jax.coverage import check_client_features
 from ecos_jax.distances import Metric, check_metric, map_row_chunks
-from ecos_jax.tasks._validation import check_labels, check_positive_int, check_real
+from ecos_jax.tasks._validation import check_labels, check_real
 
 __all__ = [
     "PRIVATE_KNN_SENSITIVITY",

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
-from tiny_problem import fresh_state, problem
+from tiny_problem import assert_trees_equal, fresh_state, problem
 
 from ecos_jax.train import (
     batch_indices,
@@ -18,14 +18,6 @@ from ecos_jax.train import (
     train_step,
     weak_augment,
 )
-
-
-def _assert_trees_equal(a, b):
-    leaves_a, tree_a = jax.tree.flatten(a)
-    leaves_b, tree_b = jax.tree.flatten(b)
-    assert tree_a == tree_b
-    for x, y in zip(leaves_a, leaves_b, strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def test_train_step_decreases_loss_and_learns():
@@ -69,8 +61,8 @@ def test_checkpoint_round_trip_and_latest_step(tmp_path):
         saved[step] = jax.device_get(state)
         checkpoint.save(tmp_path, step, state)
     assert checkpoint.latest_step(tmp_path) == 2
-    _assert_trees_equal(checkpoint.restore(tmp_path, fresh_state(seed=9)), saved[2])
-    _assert_trees_equal(checkpoint.restore(tmp_path, fresh_state(seed=9), step=1), saved[1])
+    assert_trees_equal(checkpoint.restore(tmp_path, fresh_state(seed=9)), saved[2])
+    assert_trees_equal(checkpoint.restore(tmp_path, fresh_state(seed=9), step=1), saved[1])
     with pytest.raises(FileNotFoundError, match="step=5"):
         checkpoint.restore(tmp_path, fresh_state(), step=5)
     with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
@@ -91,7 +83,7 @@ def test_interrupted_save_is_not_the_latest_checkpoint(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert any(".orbax-checkpoint-tmp" in p.name for p in tmp_path.iterdir())
     assert checkpoint.latest_step(tmp_path) == 1
-    _assert_trees_equal(checkpoint.restore(tmp_path, fresh_state(seed=9)), state)
+    assert_trees_equal(checkpoint.restore(tmp_path, fresh_state(seed=9)), state)
     checkpoint.save(tmp_path, 2, state)  # a retry over the leftover temporary directory
     assert checkpoint.latest_step(tmp_path) == 2
 
@@ -112,8 +104,8 @@ def test_resumed_fit_is_bit_identical_to_uninterrupted(tmp_path):
     )
     assert int(resumed.step) == 6
     assert train_step._cache_size() == 1  # resuming from a checkpoint reuses it
-    _assert_trees_equal(resumed.params, full.params)
-    _assert_trees_equal(resumed.batch_stats, full.batch_stats)
+    assert_trees_equal(resumed.params, full.params)
+    assert_trees_equal(resumed.batch_stats, full.batch_stats)
     assert len(first) == 3
     assert history == full_history
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -121,7 +113,7 @@ def test_resumed_fit_is_bit_identical_to_uninterrupted(tmp_path):
     assert any((workdir / "tensorboard").iterdir())
     # A finished run resumes to itself without training.
     again, _ = fit(key, fresh_state(), images, labels, num_steps=6, workdir=workdir, **kwargs)
-    _assert_trees_equal(again.params, full.params)
+    assert_trees_equal(again.params, full.params)
 
 
 def test_fit_logs_eval_metrics_and_checkpoints_periodically(tmp_path):

@@ -3,22 +3,13 @@
 import json
 
 import jax
-import numpy as np
 import pytest
-from tiny_problem import fresh_state, problem
+from tiny_problem import assert_trees_equal, fresh_state, problem
 
 from ecos_jax.train import fit, loop
 
 KWARGS = dict(batch_size=8, log_every=1, augment="weak", progress=False)
 NUM_STEPS, CHECKPOINT_STEP = 6, 3
-
-
-def _assert_trees_equal(a, b):
-    leaves_a, tree_a = jax.tree.flatten(a)
-    leaves_b, tree_b = jax.tree.flatten(b)
-    assert tree_a == tree_b
-    for x, y in zip(leaves_a, leaves_b, strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def _fit(num_steps, workdir=None):
@@ -70,8 +61,8 @@ def test_resume_drops_a_damaged_last_line(tmp_path, uninterrupted, last_line):
         f.write(last_line.encode("latin-1"))
     resumed, history = _fit(NUM_STEPS, workdir)
     assert int(resumed.step) == NUM_STEPS
-    _assert_trees_equal(resumed.params, full.params)
-    _assert_trees_equal(resumed.batch_stats, full.batch_stats)
+    assert_trees_equal(resumed.params, full.params)
+    assert_trees_equal(resumed.batch_stats, full.batch_stats)
     assert history == full_history
     text = _log(workdir).read_text()
     assert text.endswith("\n")
@@ -85,7 +76,7 @@ def test_resume_keeps_only_the_records_before_a_corrupt_middle_line(tmp_path, un
     lines[1] = '{"step": 2, "lo\n'
     _log(workdir).write_text("".join(lines))
     resumed, history = _fit(NUM_STEPS, workdir)
-    _assert_trees_equal(resumed.params, full.params)  # the checkpoint, not the log, resumes
+    assert_trees_equal(resumed.params, full.params)  # the checkpoint, not the log, resumes
     # Steps 2 and 3 are lost from the log (not redone: they precede the checkpoint).
     want = [full_history[0], *full_history[CHECKPOINT_STEP:]]
     assert history == want

@@ -27,3 +27,12 @@ def fresh_state(seed=0):
     return create_train_state(
         jax.random.key(seed), MODEL, OPTIMIZER, jnp.zeros((1, 8, 8, 3), jnp.float32)
     )
+
+
+def assert_trees_equal(a, b):
+    """Same tree structure and bit-identical leaves."""
+    leaves_a, tree_a = jax.tree.flatten(a)
+    leaves_b, tree_b = jax.tree.flatten(b)
+    assert tree_a == tree_b
+    for x, y in zip(leaves_a, leaves_b, strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
