@@ -31,6 +31,7 @@ __all__ = [
     "load_image_benchmark",
     "main",
     "mean_std",
+    "score_randomness",
     "score_sigma",
     "select",
 ]
@@ -126,6 +127,12 @@ def client_randomness(config, seed: int, release: str) -> noise.Randomness:
     if kind == "secure":
         return noise.secure()
     raise ValueError(f"config.ecos.randomness={kind!r}; choose 'simulation' or 'secure'.")
+
+
+def score_randomness(config, seed: int, target_epsilon: float) -> noise.Randomness:
+    """The client's noise for its score release at `target_epsilon` in run `seed`: one
+    name for every driver, so that they all select the same S for the same seed."""
+    return client_randomness(config, seed, f"ecos_scores/eps={float(target_epsilon):g}")
 
 
 def ecos_round(config, keys, pool_features, client_features, sigma: float, randomness):

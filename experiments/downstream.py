@@ -168,7 +168,7 @@ def _run_domain(config, domain: str, workdir: Path) -> tuple[list[dict], str]:
             ecos = None
             if method == "ecos":
                 if (seed, eps) not in rounds:
-                    randomness = common.client_randomness(config, seed, f"ecos_scores/eps={eps:g}")
+                    randomness = common.score_randomness(config, seed, eps)
                     rounds[(seed, eps)] = common.ecos_round(
                         config, keys, pool_x, client_x, sigmas[eps], randomness
                     )

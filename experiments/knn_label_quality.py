@@ -116,7 +116,7 @@ def run(config, workdir) -> dict[str, Any]:
             pool, client = bench.features.pool_features, bench.features.client_features
             ecos = None
             if "ecos" in config.methods:
-                randomness = common.client_randomness(config, seed, "ecos_scores")
+                randomness = common.score_randomness(config, seed, config.ecos.target_epsilon)
                 ecos = common.ecos_round(config, keys, pool, client, score_sigma, randomness)
             for method in config.methods:
                 idx, _ = common.select(config, method, keys, budget, pool, client, ecos)

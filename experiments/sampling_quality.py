@@ -96,7 +96,7 @@ def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
         for method in config.methods:
             if method == "ecos":  # one release per seed serves every budget
                 start = time.perf_counter()
-                randomness = common.client_randomness(config, seed, "ecos_scores")
+                randomness = common.score_randomness(config, seed, ecfg.target_epsilon)
                 ecos = common.ecos_round(config, keys, pool, client, sigma, randomness)
                 round_seconds = time.perf_counter() - start
             for budget in config.budgets:
