@@ -19,17 +19,18 @@ four digit domains and the two unrelated ones), at most 4000 examples per domain
 EfficientNet-Lite0 at 64 px (1280-d). ECOS: k-means R=50, Voronoi scores, σ calibrated
 to ε=0.58 at δ=1e-5 (RDP; σ≈6.684), κ=1.5. Budgets 1000 and 3000, seeds 1, 2, 3.
 
-Expected result (measured on the 2-core CPU machine; mean over seeds 1, 2, 3): pool 23,438
-of which 2,000 (8.5%) in-distribution. At B=1000, ID fraction ECOS 0.538 ± 0.031, Random
-0.088, K-Center 0.435, Oracle 0.848; proximity ECOS 44.67, Random 47.63, K-Center 52.02,
-Oracle 42.09; ε_RDP = 0.580, ε_PLD = 0.528; bytes down 256,000 (4·R·d), up 200 (4·R).
-At B=3000: ECOS 0.441 / 42.28, Random 0.088 / 45.10, K-Center 0.313 / 47.11.
+Expected result (measured on the 2-core CPU machine; mean over seeds 1, 2, 3; simulated
+discrete Gaussian noise): pool 23,438 of which 2,000 (8.5%) in-distribution. At B=1000,
+ID fraction ECOS 0.532 ± 0.028, Random 0.088, K-Center 0.435, Oracle 0.848; proximity
+ECOS 44.66, Random 47.63, K-Center 52.02, Oracle 42.09; ε_RDP = 0.580, ε_PLD = 0.528;
+bytes down 256,000 (4·R·d), up 400 (8·R, int64). At B=3000: ECOS 0.440 / 42.27, Random
+0.088 / 45.10, K-Center 0.313 / 47.11.
 
 SYNTHETIC variant (6 domains × 10 classes, d=64, 8000 points per domain; 44,000 pool
-points, 9.1% in-distribution): at B=1000 ID fraction ECOS 0.964 ± 0.002, Random 0.088,
+points, 9.1% in-distribution): at B=1000 ID fraction ECOS 0.962 ± 0.003, Random 0.088,
 K-Center 0.021. With `--config.data.synthetic.domain_shift=1.0` (domains as far apart as
 classes) and R=50 < 60 blobs, k-means merges ID and OoD blobs: ECOS drops to ID fraction
-0.57 ± 0.12; R=100 restores 0.941.
+0.57 ± 0.12; R=100 restores 0.942.
 """
 
 from __future__ import annotations
