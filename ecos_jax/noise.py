@@ -14,7 +14,9 @@ release (`Randomness.name`):
 - `secure()`, the default everywhere (`randomness=None`): OpenDP's exact discrete
   Gaussian sampler (`opendp.measurements.make_gaussian` on an integer vector domain), whose
   random bits come from OpenSSL's CSPRNG seeded from the operating system. Nothing about
-  the noise can be reproduced, which is the point.
+  the noise can be reproduced, which is the point. (OpenDP is imported on first use, which
+  also turns on its global "contrib" feature flag, the one `make_gaussian` needs; only its
+  sampler is used, not its privacy maps.)
 - `simulation(key)`: a keyed, reproducible sampler for experiments, so that a seed
   reproduces a figure. It draws 64 random bits per coordinate from `key` and inverts the
   discrete Gaussian's CDF, tabulated in 45-digit decimal arithmetic and stored as 64-bit
