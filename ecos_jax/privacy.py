@@ -104,7 +104,6 @@ def privatize(
         Example:
           >>> import jax, numpy as np
           >>> from ecos_jax import noise
-    from ecos_jax._validate import positive_finite, positive_int
           >>> s = CoverageScores(np.array([5, 0, 2]), votes_per_sample=1)
           >>> privatize(s, sigma=2.0, randomness=noise.simulation(jax.random.key(0))).dtype
           dtype('int64')
