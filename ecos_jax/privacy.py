@@ -87,29 +87,29 @@ def privatize(
 ) -> np.ndarray:
     """The released scores: `scores.counts + N_Z(0, (σΔ)²)` on every entry, int64.
 
-        `Δ = scores.sensitivity` (√ of the votes one sample casts). The noise is independent
-        of the counts and added in integers, so the release is an exact shift of one fixed
-        distribution (see `ecos_jax.noise`).
+    `Δ = scores.sensitivity` (√ of the votes one sample casts). The noise is independent
+    of the counts and added in integers, so the release is an exact shift of one fixed
+    distribution (see `ecos_jax.noise`).
 
-        Args:
-          scores: `CoverageScores` from `ecos_jax.coverage` (int64 counts and their votes per
-            sample).
-          sigma: noise multiplier σ (the noise scale is `σ·Δ`), finite and > 0.
-          randomness: `noise.secure()` (also when None: OpenDP, OS entropy) or
-            `noise.simulation(key)` for a reproducible experiment.
+    Args:
+      scores: `CoverageScores` from `ecos_jax.coverage` (int64 counts and their votes per
+        sample).
+      sigma: noise multiplier σ (the noise scale is `σ·Δ`), finite and > 0.
+      randomness: `noise.secure()` (also when None: OpenDP, OS entropy) or
+        `noise.simulation(key)` for a reproducible experiment.
 
-        Returns:
-          int64 [R] released scores.
+    Returns:
+      int64 [R] released scores.
 
-        Example:
-          >>> import jax, numpy as np
-          >>> from ecos_jax import noise
-          >>> s = CoverageScores(np.array([5, 0, 2]), votes_per_sample=1)
-          >>> privatize(s, sigma=2.0, randomness=noise.simulation(jax.random.key(0))).dtype
-          dtype('int64')
+    Example:
+      >>> import jax, numpy as np
+      >>> from ecos_jax import noise
+      >>> s = CoverageScores(np.array([5, 0, 2]), votes_per_sample=1)
+      >>> privatize(s, sigma=2.0, randomness=noise.simulation(jax.random.key(0))).dtype
+      dtype('int64')
 
-        References:
-          Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 3; Canonne et al., NeurIPS 2020.
+    References:
+      Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 3; Canonne et al., NeurIPS 2020.
     """
     if not isinstance(scores, CoverageScores):
         raise TypeError(
