@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from scipy import special
 
 from ecos_jax import coverage, noise, privacy
 from ecos_jax._validate import check_key
@@ -168,7 +169,7 @@ class Float32GaussianMechanism:
         c = np.broadcast_to(np.asarray(counts, np.float32), y.shape)
         # Invert in float64 to the nearest mantissa, then try a window around it.
         z = (y.astype(np.float64) - c) / float(np.float32(self.std))
-        u = np.clip(_erf(z / math.sqrt(2.0)), _LO, 1.0)
+        u = np.clip(special.erf(z / math.sqrt(2.0)), _LO, 1.0)
         center = np.round((u - _LO) / (1.0 - _LO) * 2**23).astype(np.int64)
         window = np.arange(-_WINDOW, _WINDOW + 1)
         candidates = np.clip(center[..., None] + window, 0, 2**23 - 1).astype(np.uint32)
@@ -181,12 +182,6 @@ class Float32GaussianMechanism:
 
 _LO = float(np.nextafter(np.float32(-1.0), np.float32(0.0)))
 _WINDOW = 8
-
-
-def _erf(x: np.ndarray) -> np.ndarray:
-    from scipy.special import erf
-
-    return erf(x)
 
 
 @jax.jit
@@ -436,17 +431,3 @@ def planned_threshold(
 def float32_double(pair: NeighbouringCounts) -> Float32GaussianMechanism:
     """The pre-fix mechanism at the pair's noise scale (std = σΔ)."""
     return Float32GaussianMechanism(std=pair.release.scale)
-
-
-def gaussian_lr_bound(scale: float, shift_l2: float, delta: float) -> float:
-    """ε(δ) of the optimal threshold test for a continuous Gaussian of μ = shift/scale: the
-    figure a perfect audit approaches (for reading the table)."""
-    from scipy.stats import norm
-
-    mu = shift_l2 / scale
-    lo, hi = 0.0, 100.0
-    for _ in range(200):
-        eps = 0.5 * (lo + hi)
-        d = norm.cdf(-eps / mu + mu / 2) - math.exp(eps) * norm.cdf(-eps / mu - mu / 2)
-        lo, hi = (eps, hi) if d > delta else (lo, eps)
-    return hi
