@@ -21,6 +21,11 @@ from ecos_jax.data.domains import ALL_DOMAINS
 from ecos_jax.data.paths import resolve_data_dir
 from ecos_jax.data.sources import SourceUnavailableError
 
+__all__ = [
+    "build_benchmark",
+    "main",
+]
+
 
 def build_benchmark(
     domains: tuple[str, ...] | None = None,

@@ -33,6 +33,15 @@ from etils import epath
 from ecos_jax.data import domains as domains_lib
 from ecos_jax.data.paths import resolve_data_dir
 
+__all__ = [
+    "MANIFEST",
+    "DigitsDomainConfig",
+    "EcosDigits",
+    "cache_problem",
+    "domain_config",
+    "prepare_domain",
+]
+
 MANIFEST = "ecos_manifest.json"
 _verified: set[tuple[str, tuple]] = set()
 

@@ -20,6 +20,15 @@ from PIL import Image
 from ecos_jax.data.domains import TEST_ID_OFFSET, DomainArrays
 from ecos_jax.data.paths import resolve_data_dir
 
+__all__ = [
+    "DOMAINNET_CLASSES",
+    "DOMAINNET_DOMAINS",
+    "CatalogDatasetMissingError",
+    "CatalogDomain",
+    "prepared_version_dir",
+    "read_catalog_domain",
+]
+
 DOMAINNET_DOMAINS = ("clipart", "infograph", "painting", "quickdraw", "real", "sketch")
 # The 10-class DomainNet subset used by ECOS (Hong et al. 2022), in label order 0..9.
 DOMAINNET_CLASSES = (

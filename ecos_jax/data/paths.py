@@ -5,6 +5,12 @@ from __future__ import annotations
 import os
 import pathlib
 
+__all__ = [
+    "DATA_DIR_ENV",
+    "DEFAULT_DATA_DIR",
+    "resolve_data_dir",
+]
+
 DATA_DIR_ENV = "ECOS_DATA_DIR"
 DEFAULT_DATA_DIR = pathlib.Path("~/.cache/ecos_jax/tfds")
 

@@ -14,6 +14,15 @@ import warnings
 import numpy as np
 from PIL import Image
 
+__all__ = [
+    "MIN_PHOTOS",
+    "SKIMAGE_PHOTOS",
+    "SKLEARN_PHOTOS",
+    "background_photos",
+    "photo_pyramid",
+    "random_patches",
+]
+
 # Natural photographs only (no charts, documents, logos or binary masks).
 SKIMAGE_PHOTOS = (
     "astronaut.png",

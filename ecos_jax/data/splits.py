@@ -21,6 +21,16 @@ from ecos_jax.data import catalog
 from ecos_jax.data.domains import DIGIT_DOMAINS, UNRELATED_DOMAINS, DomainArrays
 from ecos_jax.data.sources import SourceUnavailableError
 
+__all__ = [
+    "DATASETS",
+    "REGIMES",
+    "DatasetSpec",
+    "LabeledImages",
+    "PoolOracle",
+    "Split",
+    "load_split",
+]
+
 REGIMES = ("ood", "id+ood", "id")
 
 

@@ -8,11 +8,17 @@ into the convolutions at load time) and the input scaling `(x − 127) / 128`.
 
 from __future__ import annotations
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ecos_jax.features.layers import MobileBackbone, Stage
+from ecos_jax.features.layers import PretrainedBackbone, Stage
+
+__all__ = [
+    "EFFICIENTNET_LITE0_BN_EPS",
+    "EFFICIENTNET_LITE0_RESOLUTION",
+    "EFFICIENTNET_LITE0_STAGES",
+    "EfficientNetLite0",
+]
 
 #: (expand_ratio, out_features, repeats, first_stride, kernel_size) for Lite0.
 EFFICIENTNET_LITE0_STAGES: tuple[Stage, ...] = (
@@ -26,43 +32,23 @@ EFFICIENTNET_LITE0_STAGES: tuple[Stage, ...] = (
 )
 #: Batch-norm epsilon of the checkpoint (TensorFlow's default).
 EFFICIENTNET_LITE0_BN_EPS = 1e-3
-#: Native input resolution.
-EFFICIENTNET_LITE0_RESOLUTION = 224
+EFFICIENTNET_LITE0_RESOLUTION = PretrainedBackbone.resolution
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 on NHWC images with pixel values in [0, 255].
+class EfficientNetLite0(PretrainedBackbone):
+    """EfficientNet-Lite0 on NHWC images with pixel values in [0, 255] (TF SAME padding).
 
-    Attributes:
-      num_classes: classifier width (1000 for the ImageNet checkpoint).
-      dtype: computation dtype (parameters stay float32); float32 is the fast one on CPU.
-
-    Call: `module.apply(variables, images_NHWC, return_logits=False)` → pooled features
-    [N, 1280] float32, or `(features, logits [N, num_classes])` with `return_logits=True`.
+    Attributes and call as `ecos_jax.features.layers.PretrainedBackbone`.
 
     References:
       Hong et al., ECOS, NeurIPS 2022 (arXiv:2210.12575) use a frozen ImageNet
       EfficientNet as the shared feature extractor φ.
     """
 
-    num_classes: int = 1000
-    dtype: jnp.dtype = jnp.float32
-
-    feature_dim = 1280
-    resolution = EFFICIENTNET_LITE0_RESOLUTION
+    stages = EFFICIENTNET_LITE0_STAGES
+    padding = "same"
 
     @staticmethod
     def normalize(images_NHWC: jax.Array) -> jax.Array:
         """Maps pixel values in [0, 255] to the checkpoint's input range: (x − 127) / 128."""
         return (images_NHWC.astype(jnp.float32) - 127.0) / 128.0
-
-    @nn.compact
-    def __call__(self, images_NHWC: jax.Array, *, return_logits: bool = False):
-        backbone = MobileBackbone(
-            stages=EFFICIENTNET_LITE0_STAGES,
-            num_classes=self.num_classes,
-            padding="same",
-            dtype=self.dtype,
-            name="backbone",
-        )
-        return backbone(self.normalize(images_NHWC), return_logits=return_logits)

@@ -7,12 +7,23 @@ batch-norm layer at inference. All tensors are NHWC; kernels are HWIO.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+__all__ = [
+    "CONV_PRECISION",
+    "ConvAct",
+    "InvertedResidual",
+    "MobileBackbone",
+    "Padding",
+    "PretrainedBackbone",
+    "Stage",
+    "depthwise_conv",
+]
 
 Padding = Literal["same", "symmetric"]
 
@@ -200,3 +211,41 @@ class MobileBackbone(nn.Module):
             features_NxF
         )
         return features_NxF, logits
+
+
+class PretrainedBackbone(nn.Module):
+    """A `MobileBackbone` behind a checkpoint's own input normalisation.
+
+    Subclasses set `stages`, `padding` and `normalize` (pixel values in [0, 255] to the
+    checkpoint's input range). Call: `module.apply(variables, images_NHWC)` → pooled
+    features [N, 1280] float32, or `(features, logits [N, num_classes])` with
+    `return_logits=True`.
+
+    Attributes:
+      num_classes: classifier width (1000 for the ImageNet checkpoints).
+      dtype: computation dtype (parameters stay float32); float32 is the fast one on CPU.
+    """
+
+    num_classes: int = 1000
+    dtype: jnp.dtype = jnp.float32
+
+    feature_dim = 1280
+    resolution = 224  # native input resolution
+    stages: ClassVar[tuple[Stage, ...]] = ()
+    padding: ClassVar[Padding] = "same"
+
+    @staticmethod
+    def normalize(images_NHWC: jax.Array) -> jax.Array:
+        """Maps pixel values in [0, 255] to the checkpoint's input range."""
+        raise NotImplementedError
+
+    @nn.compact
+    def __call__(self, images_NHWC: jax.Array, *, return_logits: bool = False):
+        backbone = MobileBackbone(
+            stages=self.stages,
+            num_classes=self.num_classes,
+            padding=self.padding,
+            dtype=self.dtype,
+            name="backbone",
+        )
+        return backbone(self.normalize(images_NHWC), return_logits=return_logits)

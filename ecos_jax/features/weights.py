@@ -20,9 +20,9 @@ import numpy as np
 
 from ecos_jax.features.efficientnet_lite import (
     EFFICIENTNET_LITE0_BN_EPS,
-    EFFICIENTNET_LITE0_STAGES,
     EfficientNetLite0,
 )
+from ecos_jax.features.layers import Stage
 from ecos_jax.features.mobilenet_v2 import MOBILENET_V2_BN_EPS, MOBILENET_V2_STAGES, MobileNetV2
 from ecos_jax.features.torch_pickle import UnsafeCheckpointError, load_torch_checkpoint
 
@@ -178,53 +178,73 @@ class _StateDictReader:
             )
 
 
-def _efficientnet_lite0_params(reader: _StateDictReader) -> dict:
-    """Maps the EfficientNet-PyTorch naming (`_blocks.i._depthwise_conv`, ...)."""
-    eps = EFFICIENTNET_LITE0_BN_EPS
-    tree: dict[str, Any] = {"stem": reader.conv_bn("_conv_stem", "_bn0", eps=eps)}
+class _Naming(NamedTuple):
+    """Where a checkpoint keeps each layer of a `PretrainedBackbone`: `(conv, bn)` names."""
+
+    stem: tuple[str, str]
+    head: tuple[str, str]
+    classifier: str  # the final linear layer
+    block: Callable[[int, bool], dict[str, tuple[str, str]]]  # (index, expands) -> by role
+
+
+def _backbone_params(
+    reader: _StateDictReader, stages: tuple[Stage, ...], *, eps: float, naming: _Naming
+) -> dict:
+    """The params of a `MobileBackbone`, each conv folded with its batch norm."""
+    tree: dict[str, Any] = {"stem": reader.conv_bn(*naming.stem, eps=eps)}
     index = 0
-    for expand_ratio, _features, repeats, _stride, _k in EFFICIENTNET_LITE0_STAGES:
+    for expand_ratio, _features, repeats, _stride, _k in stages:
         for _ in range(repeats):
-            p = f"_blocks.{index}"
-            block = {}
-            if expand_ratio != 1:
-                block["expand"] = reader.conv_bn(f"{p}._expand_conv", f"{p}._bn0", eps=eps)
-            block["depthwise"] = reader.conv_bn(f"{p}._depthwise_conv", f"{p}._bn1", eps=eps)
-            block["project"] = reader.conv_bn(f"{p}._project_conv", f"{p}._bn2", eps=eps)
-            tree[f"block_{index}"] = block
+            names = naming.block(index, expand_ratio != 1)
+            tree[f"block_{index}"] = {
+                role: reader.conv_bn(conv, bn, eps=eps) for role, (conv, bn) in names.items()
+            }
             index += 1
-    tree["head"] = reader.conv_bn("_conv_head", "_bn1", eps=eps)
-    tree["classifier"] = reader.dense("_fc")
+    tree["head"] = reader.conv_bn(*naming.head, eps=eps)
+    tree["classifier"] = reader.dense(naming.classifier)
     return tree
 
 
-def _mobilenet_v2_params(reader: _StateDictReader) -> dict:
-    """Maps torchvision's naming (`features.i.conv.j`, `classifier.1`)."""
-    eps = MOBILENET_V2_BN_EPS
-    tree: dict[str, Any] = {"stem": reader.conv_bn("features.0.0", "features.0.1", eps=eps)}
-    index = 0
-    for expand_ratio, _features, repeats, _stride, _k in MOBILENET_V2_STAGES:
-        for _ in range(repeats):
-            p = f"features.{index + 1}.conv"
-            block = {}
-            if expand_ratio != 1:
-                block["expand"] = reader.conv_bn(f"{p}.0.0", f"{p}.0.1", eps=eps)
-                block["depthwise"] = reader.conv_bn(f"{p}.1.0", f"{p}.1.1", eps=eps)
-                block["project"] = reader.conv_bn(f"{p}.2", f"{p}.3", eps=eps)
-            else:
-                block["depthwise"] = reader.conv_bn(f"{p}.0.0", f"{p}.0.1", eps=eps)
-                block["project"] = reader.conv_bn(f"{p}.1", f"{p}.2", eps=eps)
-            tree[f"block_{index}"] = block
-            index += 1
-    head = f"features.{index + 1}"
-    tree["head"] = reader.conv_bn(f"{head}.0", f"{head}.1", eps=eps)
-    tree["classifier"] = reader.dense("classifier.1")
-    return tree
+def _efficientnet_lite0_block(index: int, expands: bool) -> dict[str, tuple[str, str]]:
+    """EfficientNet-PyTorch's names (`_blocks.i._depthwise_conv`, ...) of one block."""
+    p = f"_blocks.{index}"
+    names = {"expand": (f"{p}._expand_conv", f"{p}._bn0")} if expands else {}
+    names["depthwise"] = (f"{p}._depthwise_conv", f"{p}._bn1")
+    names["project"] = (f"{p}._project_conv", f"{p}._bn2")
+    return names
 
 
-_ARCHITECTURES: dict[str, tuple[type[nn.Module], Callable[[_StateDictReader], dict]]] = {
-    "efficientnet_lite0": (EfficientNetLite0, _efficientnet_lite0_params),
-    "mobilenet_v2": (MobileNetV2, _mobilenet_v2_params),
+def _mobilenet_v2_block(index: int, expands: bool) -> dict[str, tuple[str, str]]:
+    """torchvision's names (`features.i.conv.j`) of one block; no expand conv at t = 1."""
+    p = f"features.{index + 1}.conv"
+    if not expands:
+        return {"depthwise": (f"{p}.0.0", f"{p}.0.1"), "project": (f"{p}.1", f"{p}.2")}
+    return {
+        "expand": (f"{p}.0.0", f"{p}.0.1"),
+        "depthwise": (f"{p}.1.0", f"{p}.1.1"),
+        "project": (f"{p}.2", f"{p}.3"),
+    }
+
+
+# torchvision's `features` holds the stem, the blocks, then the head conv.
+_MOBILENET_V2_HEAD = f"features.{1 + sum(stage[2] for stage in MOBILENET_V2_STAGES)}"
+
+_ARCHITECTURES: dict[str, tuple[type[nn.Module], float, _Naming]] = {
+    "efficientnet_lite0": (
+        EfficientNetLite0,
+        EFFICIENTNET_LITE0_BN_EPS,
+        _Naming(("_conv_stem", "_bn0"), ("_conv_head", "_bn1"), "_fc", _efficientnet_lite0_block),
+    ),
+    "mobilenet_v2": (
+        MobileNetV2,
+        MOBILENET_V2_BN_EPS,
+        _Naming(
+            ("features.0.0", "features.0.1"),
+            (f"{_MOBILENET_V2_HEAD}.0", f"{_MOBILENET_V2_HEAD}.1"),
+            "classifier.1",
+            _mobilenet_v2_block,
+        ),
+    ),
 }
 
 
@@ -250,9 +270,9 @@ def variables_from_state_dict(
     _check_model(name)
     if not isinstance(state_dict, Mapping):
         raise WrongWeightsError(f"{source}: expected a state dict, got {type(state_dict)}.")
-    module_cls, build = _ARCHITECTURES[name]
+    module_cls, eps, naming = _ARCHITECTURES[name]
     reader = _StateDictReader(state_dict, source=source)
-    params = {"backbone": build(reader)}
+    params = {"backbone": _backbone_params(reader, module_cls.stages, eps=eps, naming=naming)}
     reader.check_all_used()
     num_classes = params["backbone"]["classifier"]["bias"].shape[0]
     expected = jax.eval_shape(
@@ -313,6 +333,6 @@ def load_pretrained(
         variables = variables_from_state_dict(name, checkpoint, source=source)
     except WrongWeightsError as e:
         raise WrongWeightsError(f"{e} Is this the {name} checkpoint? {hint}") from None
-    module_cls, _ = _ARCHITECTURES[name]
+    module_cls = _ARCHITECTURES[name][0]
     num_classes = variables["params"]["backbone"]["classifier"]["bias"].shape[0]
     return module_cls(num_classes=num_classes, dtype=dtype), variables
