@@ -15,6 +15,18 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+__all__ = [
+    "PRECISION",
+    "Metric",
+    "all_finite",
+    "check_metric",
+    "map_row_chunks",
+    "nearest_distance",
+    "normalize_rows",
+    "pairwise_distance",
+    "sq_euclidean",
+]
+
 Metric = Literal["l2", "cosine"]
 
 #: Matmul precision used for every distance GEMM (float32 accumulate, no TF32).
@@ -39,23 +51,23 @@ def normalize_rows(x_NxD: jax.Array, eps: float = 1e-12) -> jax.Array:
     return x_NxD / jnp.maximum(norm_N1, eps)
 
 
-def sq_euclidean(x_NxD: jax.Array, y_KxD: jax.Array, *, precision=PRECISION) -> jax.Array:
-    """Squared Euclidean distances `||x_i - y_j||²`, clamped at 0, shape [N, K]."""
-    xy_NxK = jnp.matmul(x_NxD, y_KxD.T, precision=precision)
+def sq_euclidean(x_NxD: jax.Array, y_RxD: jax.Array, *, precision=PRECISION) -> jax.Array:
+    """Squared Euclidean distances `||x_i - y_j||²`, clamped at 0, shape [N, R]."""
+    xy_NxR = jnp.matmul(x_NxD, y_RxD.T, precision=precision)
     x2_N1 = jnp.sum(x_NxD * x_NxD, axis=-1, keepdims=True)
-    y2_1K = jnp.sum(y_KxD * y_KxD, axis=-1)[None, :]
-    return jnp.maximum(x2_N1 - 2.0 * xy_NxK + y2_1K, 0.0)
+    y2_1R = jnp.sum(y_RxD * y_RxD, axis=-1)[None, :]
+    return jnp.maximum(x2_N1 - 2.0 * xy_NxR + y2_1R, 0.0)
 
 
 def pairwise_distance(
-    x_NxD: jax.Array, y_KxD: jax.Array, *, metric: Metric = "l2", precision=PRECISION
+    x_NxD: jax.Array, y_RxD: jax.Array, *, metric: Metric = "l2", precision=PRECISION
 ) -> jax.Array:
-    """Distances [N, K]: Euclidean (`'l2'`) or `1 - cos` on normalised rows (`'cosine'`)."""
+    """Distances [N, R]: Euclidean (`'l2'`) or `1 - cos` on normalised rows (`'cosine'`)."""
     check_metric(metric)
     if metric == "l2":
-        return jnp.sqrt(sq_euclidean(x_NxD, y_KxD, precision=precision))
-    xy_NxK = jnp.matmul(normalize_rows(x_NxD), normalize_rows(y_KxD).T, precision=precision)
-    return jnp.clip(1.0 - xy_NxK, 0.0, 2.0)
+        return jnp.sqrt(sq_euclidean(x_NxD, y_RxD, precision=precision))
+    xy_NxR = jnp.matmul(normalize_rows(x_NxD), normalize_rows(y_RxD).T, precision=precision)
+    return jnp.clip(1.0 - xy_NxR, 0.0, 2.0)
 
 
 def map_row_chunks(fn: Callable[..., Any], *arrays_N: jax.Array, chunk_size: int):
@@ -63,7 +75,7 @@ def map_row_chunks(fn: Callable[..., Any], *arrays_N: jax.Array, chunk_size: int
 
     Full chunks are sliced in place (`dynamic_slice` inside a `fori_loop`, no padded copy
     of the inputs, which can be gigabytes) and the remainder rows form one smaller chunk, so
-    only one chunk's intermediates (e.g. a [C, K] distance block) is alive at a time. The
+    only one chunk's intermediates (e.g. a [C, R] distance block) is alive at a time. The
     outputs are written into [N, ...] buffers.
     """
     n = arrays_N[0].shape[0]

@@ -22,6 +22,8 @@ from ecos_jax.features.pixels import fit_pixel_pca
 from ecos_jax.features.small_cnn import train_small_cnn
 from ecos_jax.synthetic import FeatureBenchmark
 
+__all__ = ["EXTRACTORS", "featurize_split", "make_extractor"]
+
 #: Extractors `make_extractor` knows, cheapest first.
 EXTRACTORS = ("pixels_pca", "small_cnn", "efficientnet_lite0", "mobilenet_v2")
 

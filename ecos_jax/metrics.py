@@ -10,7 +10,10 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from ecos_jax._validate import positive_int
 from ecos_jax.distances import Metric, check_metric, nearest_distance
+
+__all__ = ["id_fraction", "proximity"]
 
 
 def id_fraction(selected_indices, pool_domain_labels, client_domain: int) -> float:
@@ -79,12 +82,9 @@ def proximity(
         raise ValueError(
             f"selected_features have dimension {x.shape[1]} but client_features {y.shape[1]}."
         )
-    if int(chunk_size) < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
+    chunk_size = positive_int(chunk_size, "chunk_size")
     return float(
         jnp.mean(
-            nearest_distance(
-                jnp.asarray(y), jnp.asarray(x), metric=metric, chunk_size=int(chunk_size)
-            )
+            nearest_distance(jnp.asarray(y), jnp.asarray(x), metric=metric, chunk_size=chunk_size)
         )
     )

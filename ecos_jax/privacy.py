@@ -50,7 +50,7 @@ from dp_accounting.pld import privacy_loss_distribution
 from dp_accounting.rdp import rdp_privacy_accountant
 
 from ecos_jax import noise
-from ecos_jax._validate import positive_finite, positive_int
+from ecos_jax._validate import open_unit_interval, positive_finite, positive_int
 from ecos_jax.coverage import CoverageScores
 
 __all__ = [
@@ -217,7 +217,7 @@ def epsilon(
       Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 3; Canonne et al., NeurIPS 2020.
     """
     releases = _as_release_list(releases)
-    delta = _check_delta(delta)
+    delta = open_unit_interval(delta, "delta")
     _check_accountant(accountant)
     if not releases:
         return 0.0
@@ -289,7 +289,7 @@ def calibrate_sigma(
       Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 4 (ε = 0.58 at δ = 1e-5).
     """
     target_epsilon = positive_finite(target_epsilon, "target_epsilon")
-    delta = _check_delta(delta)
+    delta = open_unit_interval(delta, "delta")
     count = positive_int(count, "count")
     coordinates = positive_int(coordinates, "coordinates")
     _check_accountant(accountant)
@@ -365,7 +365,7 @@ class PrivacyLedger:
     def summary(self, *, delta: float) -> dict[str, Any]:
         """A JSON-ready dict: δ, the releases and both ε figures."""
         return {
-            "delta": _check_delta(delta),
+            "delta": open_unit_interval(delta, "delta"),
             "mechanism": "discrete Gaussian",
             "releases": [dataclasses.asdict(r) for r in self._releases],
             "epsilon": self.epsilons(delta=delta),
@@ -389,16 +389,3 @@ def _check_accountant(accountant: str) -> None:
     """Raises for an unknown accountant name."""
     if accountant not in ACCOUNTANTS:
         raise ValueError(f"accountant must be one of {ACCOUNTANTS}, got {accountant!r}.")
-
-
-def _check_delta(delta: Any) -> float:
-    """Returns `delta` as a float after checking 0 < delta < 1."""
-    if isinstance(delta, bool):
-        raise ValueError(f"delta must be a number in (0, 1), got {delta!r}.")
-    try:
-        delta = float(delta)
-    except (TypeError, ValueError):
-        raise ValueError(f"delta must be a number in (0, 1), got {delta!r}.") from None
-    if not 0.0 < delta < 1.0:
-        raise ValueError(f"delta must be in the open interval (0, 1), got {delta}.")
-    return delta

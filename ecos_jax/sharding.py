@@ -21,18 +21,28 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ecos_jax import coverage as coverage_lib
-from ecos_jax._validate import check_key
+from ecos_jax import votes
+from ecos_jax._validate import as_client_features, as_features
+from ecos_jax.coverage import CoverageScores
 from ecos_jax.kmeans import (
     DEFAULT_CHUNK_SIZE,
     KMeansResult,
-    assignment_stats,
-    farthest_points,
-    lloyd,
-    prepare_inputs,
-    squared_norms,
-    validate_points,
+    _assignment_stats,
+    _check_assign,
+    _check_loop,
+    _farthest_points,
+    _lloyd,
+    _prepare,
+    _squared_norms,
 )
+
+__all__ = [
+    "make_mesh",
+    "shard_rows",
+    "sharded_assign_to_centroids",
+    "sharded_coverage_scores",
+    "sharded_kmeans",
+]
 
 AXIS = "data"
 
@@ -77,15 +87,15 @@ def _sharded_kmeans_fn(
 ):
     axis = _axis(mesh)
 
-    def per_shard(x_nxD, w_or_valid_n, c_KxD):
+    def per_shard(x_nxD, w_or_valid_n, c_RxD):
         # Weighted: padding rows have weight 0. Unweighted: a validity mask drops them, so
         # no `w·x` product is formed (as in the single-device loop).
         w_n, valid_n = (w_or_valid_n, None) if weighted else (None, w_or_valid_n)
         eligible_n = w_n > 0 if weighted else valid_n
-        x2_n = squared_norms(x_nxD)
+        x2_n = _squared_norms(x_nxD)
 
         def stats_fn(c):
-            s = assignment_stats(
+            s = _assignment_stats(
                 x_nxD, c, x2_N=x2_n, chunk_size=chunk_size, w_N=w_n, valid_N=valid_n
             )
             return s._replace(
@@ -97,14 +107,14 @@ def _sharded_kmeans_fn(
         def far_fn(stats):
             # Each device proposes its local farthest rows; the global top-k of those equals
             # the single-device top-k (ties resolve by row order, as there).
-            far_kxD, score_k = farthest_points(x_nxD, stats.sq_dists, k=k, eligible_N=eligible_n)
-            far_all = lax.all_gather(far_kxD, axis, tiled=True)
-            score_all = lax.all_gather(score_k, axis, tiled=True)
+            far_rxD, score_r = _farthest_points(x_nxD, stats.sq_dists, k=k, eligible_N=eligible_n)
+            far_all = lax.all_gather(far_rxD, axis, tiled=True)
+            score_all = lax.all_gather(score_r, axis, tiled=True)
             _, idx = lax.top_k(score_all, min(k, score_all.shape[0]))
             far = far_all[idx]
             return jnp.pad(far, ((0, k - far.shape[0]), (0, 0)), mode="edge")
 
-        state, final = lloyd(c_KxD, num_iters=num_iters, tol=tol, stats_fn=stats_fn, far_fn=far_fn)
+        state, final = _lloyd(c_RxD, num_iters=num_iters, tol=tol, stats_fn=stats_fn, far_fn=far_fn)
         return state.centroids, final.assignments, final.inertia, state.it, state.history
 
     fn = jax.shard_map(
@@ -142,18 +152,9 @@ def sharded_kmeans(
       >>> res.assignments.shape
       (1001,)
     """
-    if init is None or key is not None:  # the key seeds k-means++ (unused with init)
-        check_key(key, "key")
-    x, w, init = prepare_inputs(
-        key,
-        x_NxD,
-        k=k,
-        num_iters=num_iters,
-        tol=tol,
-        weights=weights,
-        init=init,
-        chunk_size=chunk_size,
-        init_sample_size=init_sample_size,
+    num_iters, tol, chunk_size = _check_loop(num_iters, tol, chunk_size)
+    x, w, init = _prepare(
+        key, x_NxD, k=k, weights=weights, init=init, init_sample_size=init_sample_size
     )
     n = x.shape[0]
     x_pad, valid = shard_rows(x, mesh)
@@ -161,10 +162,10 @@ def sharded_kmeans(
         valid, _ = shard_rows(w, mesh)  # padding rows get weight 0: they never count
     fn = _sharded_kmeans_fn(
         mesh,
-        k=int(k),
-        num_iters=int(num_iters),
-        tol=float(tol),
-        chunk_size=int(chunk_size),
+        k=init.shape[0],
+        num_iters=num_iters,
+        tol=tol,
+        chunk_size=chunk_size,
         weighted=w is not None,
     )
     centroids, assignments, inertia, it, history = fn(x_pad, valid, init)
@@ -175,8 +176,8 @@ def sharded_kmeans(
 def _sharded_assign_fn(mesh: Mesh, *, chunk_size: int):
     axis = _axis(mesh)
 
-    def per_shard(x_nxD, c_KxD):
-        s = assignment_stats(x_nxD, c_KxD, x2_N=squared_norms(x_nxD), chunk_size=chunk_size)
+    def per_shard(x_nxD, c_RxD):
+        s = _assignment_stats(x_nxD, c_RxD, x2_N=_squared_norms(x_nxD), chunk_size=chunk_size)
         return s.assignments, s.sq_dists
 
     fn = jax.shard_map(
@@ -186,20 +187,13 @@ def _sharded_assign_fn(mesh: Mesh, *, chunk_size: int):
 
 
 def sharded_assign_to_centroids(
-    x_NxD, centroids_KxD, *, mesh: Mesh, chunk_size: int = DEFAULT_CHUNK_SIZE
+    x_NxD, centroids_RxD, *, mesh: Mesh, chunk_size: int = DEFAULT_CHUNK_SIZE
 ) -> tuple[jax.Array, jax.Array]:
     """`ecos_jax.kmeans.assign_to_centroids` with the rows split over `mesh`."""
-    validate_points(x_NxD, "x_NxD")
-    validate_points(centroids_KxD, "centroids_KxD")
-    if x_NxD.shape[1] != centroids_KxD.shape[1]:
-        raise ValueError(
-            f"x_NxD has dim {x_NxD.shape[1]} but centroids_KxD has dim {centroids_KxD.shape[1]}."
-        )
+    x_NxD, centroids_RxD = _check_assign(x_NxD, centroids_RxD)
     n = x_NxD.shape[0]
-    x_pad, _ = shard_rows(jnp.asarray(x_NxD, jnp.float32), mesh)
-    a, d2 = _sharded_assign_fn(mesh, chunk_size=int(chunk_size))(
-        x_pad, jnp.asarray(centroids_KxD, jnp.float32)
-    )
+    x_pad, _ = shard_rows(x_NxD, mesh)
+    a, d2 = _sharded_assign_fn(mesh, chunk_size=int(chunk_size))(x_pad, centroids_RxD)
     return a[:n], d2[:n]
 
 
@@ -208,11 +202,9 @@ def _sharded_coverage_fn(mesh: Mesh, *, method: str, static_kwargs: tuple):
     axis = _axis(mesh)
     kwargs = dict(static_kwargs)
 
-    def per_shard(f_nxD, mask_n, c_RxD, radii_R):
+    def per_shard(f_mxD, mask_m, c_RxD, radii_R):
         radii = radii_R if method == "radius" else None
-        fast = coverage_lib.fast_vote_counts(
-            f_nxD, c_RxD, mask_n, method=method, radii=radii, **kwargs
-        )
+        fast = votes.fast_vote_counts(f_mxD, c_RxD, mask_m, method=method, radii=radii, **kwargs)
         return lax.psum(fast.counts, axis), fast.ambiguous
 
     fn = jax.shard_map(
@@ -226,8 +218,8 @@ def _sharded_coverage_fn(mesh: Mesh, *, method: str, static_kwargs: tuple):
 
 
 def sharded_coverage_scores(
-    features_NxD, centroids_RxD, *, mesh: Mesh, method: str = "voronoi", radii=None, **kwargs
-):
+    features_MxD, centroids_RxD, *, mesh: Mesh, method: str = "voronoi", radii=None, **kwargs
+) -> CoverageScores:
     """`ecos_jax.coverage.coverage_scores` with the client's rows split over `mesh`.
 
     Each device counts the votes its own rows decide in float32 (padding masked out), the
@@ -235,12 +227,11 @@ def sharded_coverage_scores(
     open are decided on the host exactly as in `coverage_scores`: the counts equal the
     single-device ones, and so does the sensitivity.
     """
-    features_NxD = coverage_lib.check_client_features(features_NxD, "features_NxD")
-    validate_points(centroids_RxD, "centroids_RxD")
-    num_votes = coverage_lib.votes_per_sample(
-        method, m=kwargs.get("m"), max_votes=kwargs.get("max_votes")
-    )
-    f_pad, mask = shard_rows(jnp.asarray(features_NxD, jnp.float32), mesh)
+    features_MxD = as_client_features(features_MxD, "features_MxD")
+    centroids_RxD = as_features(centroids_RxD, "centroids_RxD", nonempty=True)
+    m, max_votes = kwargs.get("m"), kwargs.get("max_votes")
+    num_votes = votes.votes_per_sample(method, m=m, max_votes=max_votes)
+    f_pad, mask = shard_rows(jnp.asarray(features_MxD, jnp.float32), mesh)
     fn = _sharded_coverage_fn(mesh, method=method, static_kwargs=tuple(sorted(kwargs.items())))
     num_centroids = centroids_RxD.shape[0]
     radii_R = jnp.zeros((num_centroids,), jnp.float32)
@@ -248,18 +239,15 @@ def sharded_coverage_scores(
         if radii is None:
             raise ValueError("method='radius' needs radii (public per-centroid thresholds).")
         radii_R = jnp.broadcast_to(jnp.asarray(radii, jnp.float32), (num_centroids,))
-    centroids = jnp.asarray(centroids_RxD, jnp.float32)
-    counts, ambiguous = fn(f_pad, mask, centroids, radii_R)
+    counts, ambiguous = fn(f_pad, mask, centroids_RxD, radii_R)
     counts_R = np.asarray(counts).astype(np.int64)
     rows = np.flatnonzero(np.asarray(ambiguous))
     if rows.size:
-        counts_R += coverage_lib.resolve_votes(
+        rule = {"method": method, "m": m, "max_votes": max_votes, "radii": radii}
+        counts_R += votes.resolve_votes(
             np.asarray(f_pad[jnp.asarray(rows)]),
-            np.asarray(centroids),
-            method=method,
-            radii=radii if method == "radius" else None,
+            np.asarray(centroids_RxD),
             metric=kwargs.get("metric", "l2"),
-            m=kwargs.get("m"),
-            max_votes=kwargs.get("max_votes"),
+            **rule,
         )
-    return coverage_lib.CoverageScores(counts=counts_R, votes_per_sample=num_votes)
+    return CoverageScores(counts=counts_R, votes_per_sample=num_votes)

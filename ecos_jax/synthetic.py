@@ -22,6 +22,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ecos_jax._validate import int_at_least, nonnegative_finite
+
+__all__ = ["FeatureBenchmark", "Regime", "make_feature_benchmark"]
+
 Regime = Literal["id+ood", "ood"]
 
 
@@ -88,14 +92,10 @@ def make_feature_benchmark(
     """
     if isinstance(key, int | np.integer):
         key = jax.random.key(int(key))
-    for name, value, low in (
-        ("num_domains", num_domains, 2),
-        ("num_classes", num_classes, 1),
-        ("dim", dim, 1),
-        ("per_domain", per_domain, 2),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")
+    num_domains = int_at_least(num_domains, "num_domains", 2)
+    num_classes = int_at_least(num_classes, "num_classes", 1)
+    dim = int_at_least(dim, "dim", 1)
+    per_domain = int_at_least(per_domain, "per_domain", 2)
     if not 0 <= client_domain < num_domains:
         raise ValueError(f"client_domain must be in [0, {num_domains}), got {client_domain}.")
     if regime not in ("id+ood", "ood"):
@@ -108,32 +108,23 @@ def make_feature_benchmark(
             f"client_fraction={client_fraction} leaves no client or no held-out sample out of "
             f"per_domain={per_domain}; raise per_domain."
         )
-    for name, value in (
-        ("class_scale", class_scale),
-        ("domain_shift", domain_shift),
-        ("style_strength", style_strength),
-        ("noise_std", noise_std),
-    ):
-        if not (np.isfinite(value) and value >= 0):
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
-
-    z_KxPxD, labels_P, perm, k_shuffle = _sample_domains(
-        key,
-        num_domains=int(num_domains),
-        num_classes=int(num_classes),
-        dim=int(dim),
-        per_domain=int(per_domain),
-        class_scale=float(class_scale),
-        domain_shift=float(domain_shift),
-        style_strength=float(style_strength),
-        noise_std=float(noise_std),
+    mixture = _Mixture(
+        num_domains,
+        num_classes,
+        dim,
+        per_domain,
+        class_scale=nonnegative_finite(class_scale, "class_scale"),
+        domain_shift=nonnegative_finite(domain_shift, "domain_shift"),
+        style_strength=nonnegative_finite(style_strength, "style_strength"),
+        noise_std=nonnegative_finite(noise_std, "noise_std"),
     )
-    z_KxPxD = np.asarray(z_KxPxD, dtype=np.float32)
-    labels_P = np.asarray(labels_P, dtype=np.int32)
+    z_GxExD, labels_E, perm, k_shuffle = _sample_domains(key, mix=mixture)
+    z_GxExD = np.asarray(z_GxExD, dtype=np.float32)
+    labels_E = np.asarray(labels_E, dtype=np.int32)
     perm = np.asarray(perm)
     client_rows, held_rows = perm[:num_client], perm[num_client:]
-    client_features = z_KxPxD[client_domain][client_rows]
-    client_labels = labels_P[client_rows]
+    client_features = z_GxExD[client_domain][client_rows]
+    client_labels = labels_E[client_rows]
 
     feats, domains, labels = [], [], []
     for k in range(num_domains):
@@ -143,9 +134,9 @@ def make_feature_benchmark(
             rows = held_rows
         else:
             rows = np.arange(per_domain)
-        feats.append(z_KxPxD[k][rows])
+        feats.append(z_GxExD[k][rows])
         domains.append(np.full(rows.shape[0], k, dtype=np.int32))
-        labels.append(labels_P[rows])
+        labels.append(labels_E[rows])
     order = np.asarray(jax.random.permutation(k_shuffle, sum(f.shape[0] for f in feats)))
     return FeatureBenchmark(
         client_features=client_features,
@@ -157,43 +148,35 @@ def make_feature_benchmark(
     )
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=(
-        "num_domains",
-        "num_classes",
-        "dim",
-        "per_domain",
-        "class_scale",
-        "domain_shift",
-        "style_strength",
-        "noise_std",
-    ),
-)
-def _sample_domains(
-    key,
-    *,
-    num_domains: int,
-    num_classes: int,
-    dim: int,
-    per_domain: int,
-    class_scale: float,
-    domain_shift: float,
-    style_strength: float,
-    noise_std: float,
-):
-    """Features [K, P, D], class labels [P], a client-split permutation [P], a shuffle key."""
+class _Mixture(NamedTuple):
+    """The checked sizes and scales of the Gaussian mixture (a static, hashable jit argument)."""
+
+    num_domains: int
+    num_classes: int
+    dim: int
+    per_domain: int
+    class_scale: float
+    domain_shift: float
+    style_strength: float
+    noise_std: float
+
+
+@functools.partial(jax.jit, static_argnames=("mix",))
+def _sample_domains(key, *, mix: _Mixture):
+    """Features [G, E, D] (G domains, E rows each), labels [E], a split permutation [E], a key."""
     k_proto, k_mix, k_off, k_noise_scale, k_eps, k_split, k_shuffle = jax.random.split(key, 7)
-    mu_CxD = class_scale * jax.random.normal(k_proto, (num_classes, dim))
-    g_KxDxD = jax.random.normal(k_mix, (num_domains, dim, dim))
-    a_KxDxD = jnp.eye(dim)[None] + style_strength * g_KxDxD / np.sqrt(dim)
-    b_KxD = domain_shift * jax.random.normal(k_off, (num_domains, dim))
-    sigma_K = noise_std * jax.random.uniform(k_noise_scale, (num_domains,), minval=0.8, maxval=1.2)
-    labels_P = jnp.arange(per_domain) % num_classes
-    centers_KxCxD = (
-        jnp.einsum("kij,cj->kci", a_KxDxD, mu_CxD, precision=jax.lax.Precision.HIGHEST)
-        + b_KxD[:, None, :]
+    mu_LxD = mix.class_scale * jax.random.normal(k_proto, (mix.num_classes, mix.dim))
+    g_GxDxD = jax.random.normal(k_mix, (mix.num_domains, mix.dim, mix.dim))
+    a_GxDxD = jnp.eye(mix.dim)[None] + mix.style_strength * g_GxDxD / np.sqrt(mix.dim)
+    b_GxD = mix.domain_shift * jax.random.normal(k_off, (mix.num_domains, mix.dim))
+    sigma_G = mix.noise_std * jax.random.uniform(
+        k_noise_scale, (mix.num_domains,), minval=0.8, maxval=1.2
     )
-    eps_KxPxD = jax.random.normal(k_eps, (num_domains, per_domain, dim))
-    z_KxPxD = centers_KxCxD[:, labels_P, :] + sigma_K[:, None, None] * eps_KxPxD
-    return z_KxPxD, labels_P, jax.random.permutation(k_split, per_domain), k_shuffle
+    labels_E = jnp.arange(mix.per_domain) % mix.num_classes
+    centers_GxLxD = (
+        jnp.einsum("gij,lj->gli", a_GxDxD, mu_LxD, precision=jax.lax.Precision.HIGHEST)
+        + b_GxD[:, None, :]
+    )
+    eps_GxExD = jax.random.normal(k_eps, (mix.num_domains, mix.per_domain, mix.dim))
+    z_GxExD = centers_GxLxD[:, labels_E, :] + sigma_G[:, None, None] * eps_GxExD
+    return z_GxExD, labels_E, jax.random.permutation(k_split, mix.per_domain), k_shuffle

@@ -21,8 +21,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ecos_jax.tasks._validation import check_labels, check_logits, check_real
+from ecos_jax._validate import check_labels, check_logits, finite_in_range
 from ecos_jax.tasks.fixmatch import cross_entropy
+
+__all__ = ["DEFAULT_ALPHA", "DEFAULT_TEMPERATURE", "distillation_loss"]
 
 #: Softening temperature of the spec (task b).
 DEFAULT_TEMPERATURE = 4.0
@@ -44,10 +46,10 @@ def distillation_loss(
     the logits (and labels) traced and `temperature`, `alpha` as Python numbers.
 
     Args:
-      student_logits: [B, C] logits of the student.
-      teacher_logits: [B, C] logits of the teacher on the same examples.
+      student_logits: [B, L] logits of the student.
+      teacher_logits: [B, L] logits of the teacher on the same examples.
       temperature: softening temperature `T` > 0. Default 4 (the spec's default).
-      labels: optional [B] integer hard labels in [0, C). Without them the loss is the soft
+      labels: optional [B] integer hard labels in [0, L). Without them the loss is the soft
         term alone.
       alpha: weight in [0, 1] of the soft term when `labels` are given; the hard CE gets
         `1 − alpha`. Defaults to `DEFAULT_ALPHA` = 0.9 when `labels` are given; must be
@@ -78,7 +80,7 @@ def distillation_loss(
         )
     if student_logits.shape[0] < 1:
         raise ValueError(f"the batch must hold at least one example, got {student_logits.shape}.")
-    temperature = check_real(temperature, "temperature", low=0.0)
+    temperature = finite_in_range(temperature, "temperature", low=0.0)
     if temperature == 0.0:
         raise ValueError("temperature must be > 0, got 0.0.")
     if labels is None:
@@ -91,13 +93,14 @@ def distillation_loss(
         labels = check_labels(
             labels, "labels", length=student_logits.shape[0], num_classes=student_logits.shape[1]
         )
-        alpha = check_real(DEFAULT_ALPHA if alpha is None else alpha, "alpha", low=0.0, high=1.0)
+        alpha = DEFAULT_ALPHA if alpha is None else alpha
+        alpha = finite_in_range(alpha, "alpha", low=0.0, high=1.0)
 
     student = student_logits.astype(jnp.float32)
     teacher = jax.lax.stop_gradient(teacher_logits).astype(jnp.float32)
-    log_p_teacher_BxC = jax.nn.log_softmax(teacher / temperature, axis=-1)
-    log_p_student_BxC = jax.nn.log_softmax(student / temperature, axis=-1)
-    kl_B = jnp.sum(jnp.exp(log_p_teacher_BxC) * (log_p_teacher_BxC - log_p_student_BxC), axis=-1)
+    log_p_teacher_BxL = jax.nn.log_softmax(teacher / temperature, axis=-1)
+    log_p_student_BxL = jax.nn.log_softmax(student / temperature, axis=-1)
+    kl_B = jnp.sum(jnp.exp(log_p_teacher_BxL) * (log_p_teacher_BxL - log_p_student_BxL), axis=-1)
     soft = temperature**2 * jnp.mean(kl_B)
     if labels is None:
         return soft

@@ -24,7 +24,15 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ecos_jax.tasks._validation import check_labels, check_logits, check_real
+from ecos_jax._validate import check_labels, check_logits, finite_in_range
+
+__all__ = [
+    "DEFAULT_LAMBDA_U",
+    "DEFAULT_THRESHOLD",
+    "FixMatchAux",
+    "cross_entropy",
+    "fixmatch_loss",
+]
 
 #: Confidence threshold τ and unsupervised weight λ_u used by the spec (and FixMatch).
 DEFAULT_THRESHOLD = 0.95
@@ -49,10 +57,10 @@ class FixMatchAux(NamedTuple):
     pseudo_label_accuracy: jax.Array | None
 
 
-def cross_entropy(logits_BxC: jax.Array, labels_B: jax.Array) -> jax.Array:
+def cross_entropy(logits_BxL: jax.Array, labels_B: jax.Array) -> jax.Array:
     """Per-example softmax cross-entropy with integer labels, [B] float."""
-    log_probs_BxC = jax.nn.log_softmax(logits_BxC, axis=-1)
-    return -jnp.take_along_axis(log_probs_BxC, labels_B[:, None], axis=-1)[:, 0]
+    log_probs_BxL = jax.nn.log_softmax(logits_BxL, axis=-1)
+    return -jnp.take_along_axis(log_probs_BxL, labels_B[:, None], axis=-1)[:, 0]
 
 
 def fixmatch_loss(
@@ -72,10 +80,10 @@ def fixmatch_loss(
     `logits_weak` (the pseudo-labels are constants).
 
     Args:
-      logits_labeled: [B, C] logits of the labeled batch.
-      labels: [B] integer class ids in [0, C).
-      logits_weak: [U, C] logits of the weakly augmented unlabeled batch.
-      logits_strong: [U, C] logits of the strongly augmented views of the same examples.
+      logits_labeled: [B, L] logits of the labeled batch.
+      labels: [B] integer class ids in [0, L).
+      logits_weak: [U, L] logits of the weakly augmented unlabeled batch.
+      logits_strong: [U, L] logits of the strongly augmented views of the same examples.
       threshold: confidence τ in [0, 1]; an unlabeled example counts when its largest weak
         softmax probability is >= τ. Default 0.95.
       lambda_u: weight λ_u >= 0 of the unsupervised term. Default 1.
@@ -120,13 +128,13 @@ def fixmatch_loss(
             length=logits_weak.shape[0],
             num_classes=num_classes,
         )
-    threshold = check_real(threshold, "threshold", low=0.0, high=1.0)
-    lambda_u = check_real(lambda_u, "lambda_u", low=0.0)
+    threshold = finite_in_range(threshold, "threshold", low=0.0, high=1.0)
+    lambda_u = finite_in_range(lambda_u, "lambda_u", low=0.0)
 
     supervised = jnp.mean(cross_entropy(logits_labeled.astype(jnp.float32), labels))
-    probs_UxC = jax.nn.softmax(jax.lax.stop_gradient(logits_weak).astype(jnp.float32), axis=-1)
-    confidence_U = jnp.max(probs_UxC, axis=-1)
-    pseudo_U = jnp.argmax(probs_UxC, axis=-1)
+    probs_UxL = jax.nn.softmax(jax.lax.stop_gradient(logits_weak).astype(jnp.float32), axis=-1)
+    confidence_U = jnp.max(probs_UxL, axis=-1)
+    pseudo_U = jnp.argmax(probs_UxL, axis=-1)
     mask_U = (confidence_U >= threshold).astype(jnp.float32)
     unsupervised = jnp.mean(mask_U * cross_entropy(logits_strong.astype(jnp.float32), pseudo_U))
     loss = supervised + lambda_u * unsupervised

@@ -58,11 +58,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from ecos_jax import canonical, noise, privacy
-from ecos_jax._validate import as_real_array
-from ecos_jax._validate import positive_int as check_positive_int
-from ecos_jax.coverage import check_client_features
+from ecos_jax._validate import (
+    as_client_features,
+    as_real_array,
+    check_labels,
+    finite_in_range,
+    positive_int,
+)
 from ecos_jax.distances import Metric, check_metric, map_row_chunks
-from ecos_jax.tasks._validation import check_labels, check_real
 
 __all__ = [
     "PRIVATE_KNN_SENSITIVITY",
@@ -127,7 +130,7 @@ def knn_votes(
         query_features, client_features, client_labels, k=k, num_classes=num_classes
     )
     check_metric(metric)
-    chunk_size = check_positive_int(chunk_size, "chunk_size")
+    chunk_size = positive_int(chunk_size, "chunk_size")
     num_votes = min(int(k), client.shape[0])
     if num_votes == 0:
         return np.zeros((query.shape[0], int(num_classes)), np.int64)
@@ -143,12 +146,12 @@ def knn_votes(
     votes_QxL = np.asarray(votes_QxL).astype(np.int64)
     rows = np.flatnonzero(np.asarray(ambiguous_Q))
     if rows.size:
-        labels_N = np.asarray(labels)
+        labels_M = np.asarray(labels)
         neighbours = canonical.resolve_rows(
             np.asarray(query)[rows], np.asarray(client), num_votes=num_votes, metric=metric
         )
         for row, chosen in zip(rows, neighbours, strict=True):
-            votes_QxL[row] = np.bincount(labels_N[chosen], minlength=int(num_classes))
+            votes_QxL[row] = np.bincount(labels_M[chosen], minlength=int(num_classes))
     return votes_QxL
 
 
@@ -165,10 +168,10 @@ def private_knn_release(*, sigma: float, num_queries: int) -> privacy.DiscreteGa
     References:
       Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 3 and task (c).
     """
-    sigma = check_real(sigma, "sigma", low=0.0)
+    sigma = finite_in_range(sigma, "sigma", low=0.0)
     if sigma == 0.0:
         raise ValueError("sigma must be > 0: without noise the labels are not private.")
-    num_queries = check_positive_int(num_queries, "num_queries")
+    num_queries = positive_int(num_queries, "num_queries")
     return privacy.DiscreteGaussianRelease(
         noise_multiplier=sigma / PRIVATE_KNN_SENSITIVITY,
         count=num_queries,
@@ -193,7 +196,7 @@ def calibrate_vote_sigma(
     References:
       Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 3 and task (c).
     """
-    num_queries = check_positive_int(num_queries, "num_queries")
+    num_queries = positive_int(num_queries, "num_queries")
     multiplier = privacy.calibrate_sigma(
         target_epsilon,
         delta=delta,
@@ -300,8 +303,8 @@ def release_knn_labels(
 @functools.partial(jax.jit, static_argnames=("num_votes", "num_classes", "metric", "chunk_size"))
 def _fast_knn_votes(
     query_QxD: jax.Array,
-    client_NxD: jax.Array,
-    labels_N: jax.Array,
+    client_MxD: jax.Array,
+    labels_M: jax.Array,
     *,
     num_votes: int,
     num_classes: int,
@@ -311,10 +314,10 @@ def _fast_knn_votes(
     """Jitted, chunked votes [Q, L] int32 of the queries float32 decides, and the others [Q]."""
 
     def votes_chunk(query_CxD: jax.Array):
-        d_CxN, err_C = canonical.fast_distances(query_CxD, client_NxD, metric=metric)
-        nearest_CxK, _, ambiguous_C = canonical.certified_votes(d_CxN, err_C, num_votes=num_votes)
-        one_hot_CxKxL = jax.nn.one_hot(labels_N[nearest_CxK], num_classes, dtype=jnp.int32)
-        return jnp.sum(one_hot_CxKxL, axis=1), ambiguous_C
+        d_CxM, err_C = canonical.fast_distances(query_CxD, client_MxD, metric=metric)
+        nearest_CxV, _, ambiguous_C = canonical.certified_votes(d_CxM, err_C, num_votes=num_votes)
+        one_hot_CxVxL = jax.nn.one_hot(labels_M[nearest_CxV], num_classes, dtype=jnp.int32)
+        return jnp.sum(one_hot_CxVxL, axis=1), ambiguous_C
 
     return map_row_chunks(votes_chunk, query_QxD, chunk_size=chunk_size)
 
@@ -333,14 +336,14 @@ def _check_inputs(
             f"query_features must be a [rows, feature_dim] array with at least one row, got "
             f"shape {query.shape}."
         )
-    client = check_client_features(client, "client_features")
+    client = as_client_features(client, "client_features")
     if query.shape[1] != client.shape[1]:
         raise ValueError(
             f"query_features has feature dim {query.shape[1]} but client_features has "
             f"{client.shape[1]}; both must come from the same feature extractor."
         )
-    num_classes = check_positive_int(num_classes, "num_classes")
-    check_positive_int(k, "k")
+    num_classes = positive_int(num_classes, "num_classes")
+    positive_int(k, "k")
     labels = check_labels(
         labels, "client_labels", length=client.shape[0], num_classes=num_classes, private=True
     )
