@@ -1,10 +1,10 @@
-"""Choosing the subset S of the pool: one ECOS round, and every baseline, behind one call.
+"""Choosing the subset S of the pool: ECOS from a round, or a baseline, behind one call.
 
-`ecos_round` runs the protocol's two messages (centroids down, noisy scores up) once;
-`select` turns a round, or no client information at all, into the `budget` indices of a
-method with what the method cost (ε and bytes). Experiments call these two so that the
-selection-quality report and the three training tasks pick exactly the same S for the
-same seed.
+`select` turns a round (`ecos_jax.protocol.ecos_round`), or no client information at
+all, into the `budget` indices of a method with what the method cost (ε and bytes).
+Experiments call it so that the selection-quality report and the three training tasks
+pick exactly the same S for the same seed; `method_keys` gives the cloud's keys of a seed
+and `client_randomness` the client's, by name.
 
 References:
   Hong, Lyu, Zhou, Spranger. "Outsourcing Training without Uploading Data via Efficient
@@ -13,27 +13,32 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import numpy as np
 
-from ecos_jax import noise, protocol, sampling
+from ecos_jax import baselines, noise, protocol
 from ecos_jax.distances import Metric
 from ecos_jax.keys import named_key
+from ecos_jax.messages import comparison_bytes
+from ecos_jax.protocol import EcosRound
 
 __all__ = [
     "METHOD_NAMES",
     "EcosRound",
     "SelectionCost",
     "client_randomness",
-    "ecos_round",
     "method_keys",
     "select",
 ]
 
 # Selection methods and their display names; the oracle sees the client features (ε = ∞).
 METHOD_NAMES = {"ecos": "ECOS", "random": "Random", "k_center": "K-Center", "oracle": "Oracle"}
+
+# The cloud's consumers of randomness, one named key each.
+_CLOUD_KEY_NAMES = ("kmeans", "random", "k_center")
 
 
 class SelectionCost(NamedTuple):
@@ -45,24 +50,14 @@ class SelectionCost(NamedTuple):
     bytes_up: int
 
 
-class EcosRound(NamedTuple):
-    """One ECOS round on the cloud side: the clustering, the reply and the transcript."""
-
-    cloud: protocol.Cloud
-    scores: protocol.ScoresMessage
-    transcript: protocol.Transcript
-    privacy: protocol.PrivacyReport
-
-
 def method_keys(seed: int) -> dict[str, jax.Array]:
-    """The cloud's per-seed keys of the selection methods, split once from `key(seed)`.
+    """The cloud's per-seed keys of the selection methods, by name under `key(seed)`.
 
-    Split position 1 was the client's noise key until the noise moved to the client's own
-    root (`client_randomness`); it stays unused so that the cloud's keys (k-means, Random,
-    K-Center) and their selections are unchanged.
+    `named_key(jax.random.key(seed), name)` for "kmeans" (the round's clustering),
+    "random" and "k_center": a new consumer never shifts the others' keys.
     """
-    keys = jax.random.split(jax.random.key(seed), 4)
-    return {"kmeans": keys[0], "random": keys[2], "k_center": keys[3]}
+    root = jax.random.key(seed)
+    return {name: named_key(root, name) for name in _CLOUD_KEY_NAMES}
 
 
 def client_randomness(seed: int, release: str) -> noise.SimulatedRandomness:
@@ -76,70 +71,77 @@ def client_randomness(seed: int, release: str) -> noise.SimulatedRandomness:
     return noise.simulation(named_key(named_key(jax.random.key(seed), "client"), release))
 
 
-def ecos_round(
-    keys: dict[str, jax.Array],
-    pool_features,
-    client_features,
-    *,
-    sigma: float,
-    num_clusters: int,
-    kmeans_iters: int,
-    randomness: noise.Randomness | None = None,
-    method: str = "voronoi",
-    coverage_kwargs: dict[str, Any] | None = None,
-    delta: float = 1e-5,
-    metric: Metric = "l2",
-    chunk_size: int = 1024,
-) -> EcosRound:
-    """Broadcast → respond once, both messages logged in a transcript.
+class _Request(NamedTuple):
+    """The arguments of one `select` call, as the per-method selectors read them."""
 
-    Args:
-      keys: the cloud's keys from `method_keys` ("kmeans" seeds the clustering).
-      pool_features: [N, d] the cloud's pool features.
-      client_features: [M, d] the client's private features (used by the client role only).
-      sigma: noise multiplier of the score release.
-      num_clusters: R, the number of centroids sent down.
-      kmeans_iters: cap on Lloyd iterations.
-      randomness: the client's noise (None: secure; experiments pass
-        `client_randomness(seed, name)`); a simulation key equal to a cloud key is refused.
-      method: coverage score ("voronoi", "radius" or "top_m").
-      coverage_kwargs: the method's arguments: `m` (top-m), `radii` and `max_votes`
-        (radius).
-      delta: the δ at which the round's ε is reported.
-      metric: "l2" or "cosine".
-      chunk_size: rows per distance chunk.
+    keys: dict[str, jax.Array]
+    budget: int
+    pool_features: object
+    client_features: object
+    ecos: EcosRound | None
+    kappa: float
+    threshold_multiple: float | None
+    top_k: int | None
+    oracle_kappa: float
+    metric: Metric
+    chunk_size: int
 
-    Returns:
-      An `EcosRound`; one round serves every budget (selection is post-processing).
 
-    References:
-      Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 3.
-    """
-    randomness = noise.resolve(randomness)
-    protocol.check_noise_key_is_the_clients(randomness, keys.values())
-    coverage_kwargs = dict(coverage_kwargs or {})
-    report = protocol.privacy_report(
-        sigma, method=method, delta=delta, coverage_kwargs=coverage_kwargs
+_FREE = SelectionCost(0.0, 0.0, 0, 0)
+
+
+def _select_ecos(req: _Request) -> tuple[np.ndarray, SelectionCost]:
+    """ECOS from the seed's round; costs the round's ε and its two messages."""
+    if req.ecos is None:
+        raise ValueError("select('ecos', ...) needs ecos=ecos_round(...) for this seed.")
+    idx = protocol.select_from_round(
+        req.ecos,
+        budget=req.budget,
+        kappa=req.kappa,
+        threshold_multiple=req.threshold_multiple,
+        top_k=req.top_k,
     )
-    transcript = protocol.Transcript()
-    cloud = protocol.Cloud(pool_features, metric=metric)
-    down = transcript.record(
-        "down", cloud.broadcast(keys["kmeans"], num_clusters=num_clusters, num_iters=kmeans_iters)
+    report, t = req.ecos.privacy, req.ecos.transcript
+    return idx, SelectionCost(report.epsilon_rdp, report.epsilon_pld, t.bytes_down, t.bytes_up)
+
+
+def _select_random(req: _Request) -> tuple[np.ndarray, SelectionCost]:
+    """Uniform random, from the seed's "random" key; free."""
+    num_pool = req.pool_features.shape[0]
+    return baselines.random_select(req.keys["random"], num_pool, budget=req.budget), _FREE
+
+
+def _select_k_center(req: _Request) -> tuple[np.ndarray, SelectionCost]:
+    """Greedy k-center over the pool, from the seed's "k_center" key; free."""
+    idx = baselines.k_center_select(
+        req.keys["k_center"], req.pool_features, budget=req.budget, metric=req.metric
     )
-    up = transcript.record(
-        "up",
-        protocol.client_respond(
-            down,
-            client_features,
-            sigma=sigma,
-            randomness=randomness,
-            method=method,
-            metric=metric,
-            chunk_size=chunk_size,
-            **coverage_kwargs,
-        ),
+    return idx, _FREE
+
+
+def _select_oracle(req: _Request) -> tuple[np.ndarray, SelectionCost]:
+    """The non-private oracle; costs ε = ∞ and the upload of the client features."""
+    if req.client_features is None:
+        raise ValueError("select('oracle', ...) needs client_features (it is not private).")
+    idx = baselines.oracle_select(
+        req.pool_features,
+        req.client_features,
+        budget=req.budget,
+        metric=req.metric,
+        kappa=req.oracle_kappa,
+        chunk_size=req.chunk_size,
     )
-    return EcosRound(cloud, up, transcript, report)
+    upload = comparison_bytes(req.client_features, req.pool_features).upload_client_data
+    return idx, SelectionCost(None, None, 0, upload)
+
+
+_SELECTORS: dict[str, Callable[[_Request], tuple[np.ndarray, SelectionCost]]] = {
+    "ecos": _select_ecos,
+    "random": _select_random,
+    "k_center": _select_k_center,
+    "oracle": _select_oracle,
+}
+assert set(_SELECTORS) == set(METHOD_NAMES)
 
 
 def select(
@@ -155,7 +157,7 @@ def select(
     top_k: int | None = None,
     oracle_kappa: float = 1.5,
     metric: Metric = "l2",
-    chunk_size: int = 1024,
+    chunk_size: int = protocol.DEFAULT_CHUNK_SIZE,
 ) -> tuple[np.ndarray, SelectionCost]:
     """The `budget` pool indices chosen by `method`, and what the choice cost.
 
@@ -163,8 +165,8 @@ def select(
       method: one of `METHOD_NAMES`.
       keys: the cloud's keys from `method_keys`.
       budget: B, the size of S.
-      pool_features: [M, d].
-      client_features: [N, d]; read by the oracle only (it is not private).
+      pool_features: [N, D].
+      client_features: [M, D]; read by the oracle only (it is not private).
       ecos: the seed's `EcosRound`; needed by "ecos".
       kappa: ECOS's proximal-candidate factor κ.
       threshold_multiple: ECOS drops clusters whose noisy score is below this multiple
@@ -179,40 +181,21 @@ def select(
     References:
       Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 3-4.
     """
-    free = SelectionCost(0.0, 0.0, 0, 0)
-    if method == "ecos":
-        if ecos is None:
-            raise ValueError("select('ecos', ...) needs ecos=ecos_round(...) for this seed.")
-        threshold = (
-            None if threshold_multiple is None else threshold_multiple * ecos.privacy.noise_std
-        )
-        idx = ecos.cloud.select(
-            ecos.scores, budget=budget, kappa=kappa, threshold=threshold, top_k=top_k
-        )
-        t = ecos.transcript
-        cost = SelectionCost(
-            ecos.privacy.epsilon_rdp, ecos.privacy.epsilon_pld, t.bytes_down, t.bytes_up
-        )
-        return np.asarray(idx), cost
-    if method == "random":
-        idx = sampling.random_select(keys["random"], pool_features.shape[0], budget=budget)
-        return np.asarray(idx), free
-    if method == "k_center":
-        idx = sampling.k_center_select(
-            keys["k_center"], pool_features, budget=budget, metric=metric
-        )
-        return np.asarray(idx), free
-    if method == "oracle":
-        if client_features is None:
-            raise ValueError("select('oracle', ...) needs client_features (it is not private).")
-        idx = sampling.oracle_select(
-            pool_features,
-            client_features,
-            budget=budget,
-            metric=metric,
-            kappa=oracle_kappa,
-            chunk_size=chunk_size,
-        )
-        upload = protocol.comparison_bytes(client_features, pool_features).upload_client_data
-        return np.asarray(idx), SelectionCost(None, None, 0, upload)
-    raise ValueError(f"unknown method {method!r}; choose from {sorted(METHOD_NAMES)}.")
+    selector = _SELECTORS.get(method)
+    if selector is None:
+        raise ValueError(f"unknown method {method!r}; choose from {sorted(METHOD_NAMES)}.")
+    req = _Request(
+        keys,
+        budget,
+        pool_features,
+        client_features,
+        ecos,
+        kappa,
+        threshold_multiple,
+        top_k,
+        oracle_kappa,
+        metric,
+        chunk_size,
+    )
+    idx, cost = selector(req)
+    return np.asarray(idx), cost

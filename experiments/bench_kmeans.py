@@ -38,6 +38,7 @@ from jax import lax
 
 from ecos_jax import kmeans as kmeans_lib
 from ecos_jax.distances import PRECISION
+from ecos_jax.keys import named_key
 
 
 def blob_data(seed: int, n: int, d: int, num_centers: int) -> np.ndarray:
@@ -176,8 +177,10 @@ def scale_point(args) -> dict:
     from ecos_jax import coverage, privacy, sampling
 
     n, d, k, budget = args.scale_n, args.scale_d, args.scale_k, args.scale_budget
-    key = jax.random.key(args.seed)
-    k_pool, k_client, k_init, _, k_centers = jax.random.split(key, 5)
+    root = jax.random.key(args.seed)
+    k_pool, k_client, k_init, k_centers = (
+        named_key(root, name) for name in ("pool", "client", "kmeans_init", "centers")
+    )
     stages, peaks = {}, {}
     rss = PeakRss()
 
@@ -208,7 +211,7 @@ def scale_point(args) -> dict:
 
     with rss.track(peaks, "ecos_select"):
         t = time.perf_counter()
-        sel = sampling.ecos_select(None, pool, res.assignments, res.centroids, noisy, budget=budget)
+        sel = sampling.ecos_select(pool, res.assignments, res.centroids, noisy, budget=budget)
         stages["ecos_select_s"] = time.perf_counter() - t
     assert len(np.unique(sel)) == budget
 
@@ -238,9 +241,9 @@ def make_pool(key, centers_KxD, *, n: int):
     block = _largest_divisor_at_most(n, 16384)
 
     def body(i, buf):
-        key_i = jax.random.fold_in(key, i)
-        which = jax.random.randint(key_i, (block,), 0, k)
-        noise = jax.random.normal(jax.random.fold_in(key_i, 1), (block, d))
+        key_i = jax.random.fold_in(key, i)  # the block's key, by step
+        which = jax.random.randint(named_key(key_i, "centre"), (block,), 0, k)
+        noise = jax.random.normal(named_key(key_i, "noise"), (block, d))
         return lax.dynamic_update_slice_in_dim(buf, centers_KxD[which] + noise, i * block, 0)
 
     return lax.fori_loop(0, n // block, body, jnp.zeros((n, d), jnp.float32))

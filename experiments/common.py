@@ -18,7 +18,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from ecos_jax import coverage, noise, privacy, selection, synthetic
+from ecos_jax import coverage, noise, privacy, protocol, selection, synthetic
 
 __all__ = [
     "ImageBenchmark",
@@ -136,10 +136,12 @@ def score_randomness(config, seed: int, target_epsilon: float) -> noise.Randomne
 
 
 def ecos_round(config, keys, pool_features, client_features, sigma: float, randomness):
-    """`selection.ecos_round` with the settings of `config.ecos`, `metric`, `chunk_size`."""
+    """`protocol.ecos_round` from the seed's k-means key with the settings of `config.ecos`,
+    `metric`, `chunk_size`; a simulated client key equal to any of the cloud's is refused."""
     ecfg = config.ecos
-    return selection.ecos_round(
-        keys,
+    protocol.check_noise_key_is_the_clients(noise.resolve(randomness), keys.values())
+    return protocol.ecos_round(
+        keys["kmeans"],
         pool_features,
         client_features,
         sigma=sigma,

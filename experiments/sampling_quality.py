@@ -26,7 +26,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from ecos_jax import metrics, noise, protocol, selection, synthetic
+from ecos_jax import messages, metrics, noise, protocol, selection, synthetic
 from experiments import common
 
 _DEFAULT_CONFIG = str(Path(__file__).resolve().parent / "configs" / "sampling_quality.py")
@@ -85,7 +85,7 @@ def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
         sigma, method=ecfg.method, delta=ecfg.delta, coverage_kwargs=common.coverage_kwargs(config)
     )
     eps = {"rdp": release.epsilon_rdp, "pld": release.epsilon_pld}
-    raw = protocol.comparison_bytes(client, pool)
+    raw = messages.comparison_bytes(client, pool)
 
     rows: list[dict[str, Any]] = []
     total = len(config.seeds) * len(config.methods) * len(config.budgets)

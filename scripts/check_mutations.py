@@ -193,31 +193,33 @@ MUTATIONS: list[Mutation] = [
     ),
     Mutation(
         name="cosine_cloud_does_not_normalise",
-        path="ecos_jax/protocol.py",
+        path="ecos_jax/roles.py",
         old='        if self.metric == "cosine":\n            x = normalize_rows(x)',
         new="        if False:\n            x = normalize_rows(x)",
         tests=("tests/test_protocol.py::test_cosine_cloud_clusters_directions_not_magnitudes",),
         why="the cosine cloud clusters unnormalised rows",
     ),
     Mutation(
-        name="threshold_in_units_of_sigma_protocol",
+        name="threshold_in_units_of_sigma",
         path="ecos_jax/protocol.py",
-        old="threshold_multiple * report.noise_std",
-        new="threshold_multiple * report.noise_multiplier",
-        tests=(
-            "tests/test_protocol.py::test_threshold_is_a_multiple_of_the_noise_scale_sigma_times_delta",
-        ),
-        why="run_protocol's threshold is a multiple of σ instead of σΔ",
-    ),
-    Mutation(
-        name="threshold_in_units_of_sigma_selection",
-        path="ecos_jax/selection.py",
         old="threshold_multiple * ecos.privacy.noise_std",
         new="threshold_multiple * ecos.privacy.noise_multiplier",
         tests=(
+            "tests/test_protocol.py::test_threshold_is_a_multiple_of_the_noise_scale_sigma_times_delta",
             "tests/test_selection.py::test_threshold_multiple_is_in_units_of_sigma_times_delta",
         ),
-        why="select's threshold is a multiple of σ instead of σΔ",
+        why="the round's threshold is a multiple of σ instead of σΔ",
+    ),
+    Mutation(
+        name="grouped_k_center_ignores_the_centroid",
+        path="ecos_jax/k_center.py",
+        old="res = jax.vmap(pick)(x_NxD[rows_GxP], mask_GxP, seeds_GxD)",
+        new="res = jax.vmap(pick)(x_NxD[rows_GxP], mask_GxP, 0.0 * seeds_GxD)",
+        tests=(
+            "tests/test_k_center.py::test_grouped_k_center_equals_one_greedy_call_per_set",
+            "tests/test_sampling.py::test_ecos_select_equals_the_per_cluster_references",
+        ),
+        why="the grouped k-center seeds every set from the origin, not from its centroid",
     ),
     Mutation(
         name="votes_trust_float32",

@@ -10,7 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from ecos_jax import coverage, noise, privacy, protocol
+from ecos_jax import coverage, messages, noise, privacy, protocol
+from ecos_jax.keys import named_key
 
 
 def _data(seed=0, num_pool=600, num_client=120, dim=8):
@@ -148,17 +149,26 @@ def test_client_role_matches_client_respond_and_draws_fresh_noise():
         sigma=2.0,
         method="top_m",
         m=2,
-        randomness=noise.simulation(jax.random.fold_in(jax.random.key(4), 0)),
+        randomness=noise.simulation(named_key(jax.random.key(4), "response/0")),
     )
     np.testing.assert_array_equal(first.scores, want.scores)
     assert not np.array_equal(first.scores, second.scores)  # never the same noise twice
+    want_second = protocol.client_respond(
+        msg,
+        client_x,
+        sigma=2.0,
+        method="top_m",
+        m=2,
+        randomness=noise.simulation(named_key(jax.random.key(4), "response/1")),
+    )
+    np.testing.assert_array_equal(second.scores, want_second.scores)
     assert protocol.Client(client_x, sigma=2.0).respond(msg).randomness == "secure"
     with pytest.raises(ValueError, match="sigma"):
         protocol.Client(client_x, sigma=0.0)
 
 
 def test_messages_and_transcript_validate():
-    m = protocol.CentroidsMessage(np.ones((3, 4), np.float64))
+    m = messages.CentroidsMessage(np.ones((3, 4), np.float64))
     assert m.centroids.dtype == np.float32 and m.num_bytes == 48
     s = protocol.ScoresMessage(np.array([1, -2, 3]))
     assert s.scores.dtype == np.int64 and s.num_bytes == 24 and s.randomness == "secure"
@@ -276,5 +286,55 @@ def test_privacy_report_follows_delta_and_the_method():
 
 
 def test_comparison_bytes():
-    got = protocol.comparison_bytes(np.zeros((10, 4), np.float32), np.zeros((100, 4), np.uint8))
-    assert got == protocol.ComparisonBytes(upload_client_data=160, download_pool_data=400)
+    got = messages.comparison_bytes(np.zeros((10, 4), np.float32), np.zeros((100, 4), np.uint8))
+    assert got == messages.ComparisonBytes(upload_client_data=160, download_pool_data=400)
+    assert protocol.comparison_bytes is messages.comparison_bytes  # re-exported
+
+
+def test_run_protocol_is_one_round_then_one_selection():
+    """run_protocol = ecos_round (σ calibrated first) + select_from_round; one round serves
+    every budget and the threshold is applied in one place."""
+    pool, client = _data(seed=6)
+    kwargs = dict(num_clusters=8, kmeans_iters=15, randomness=_sim(9))
+    sigma = privacy.calibrate_sigma(1.0, delta=1e-5)
+    res = protocol.run_protocol(
+        jax.random.key(2),
+        pool,
+        client,
+        budget=30,
+        target_epsilon=1.0,
+        threshold_multiple=0.5,
+        **kwargs,
+    )
+    ecos = protocol.ecos_round(jax.random.key(2), pool, client, sigma=sigma, **kwargs)
+    np.testing.assert_array_equal(res.scores.scores, ecos.scores.scores)
+    assert res.transcript.as_dict() == ecos.transcript.as_dict()
+    assert res.privacy == ecos.privacy
+    idx = protocol.select_from_round(ecos, budget=30, threshold_multiple=0.5)
+    np.testing.assert_array_equal(res.indices, idx)
+    want = ecos.cloud.select(ecos.scores, budget=30, threshold=0.5 * ecos.privacy.noise_std)
+    np.testing.assert_array_equal(idx, want)
+    for budget in (5, 60):
+        more = protocol.select_from_round(ecos, budget=budget)
+        assert more.shape == (budget,) and np.unique(more).size == budget
+    with pytest.raises(ValueError, match="pass chunk_size to ecos_round directly"):
+        protocol.ecos_round(
+            jax.random.key(2),
+            pool,
+            client,
+            sigma=sigma,
+            coverage_kwargs={"chunk_size": 8},
+            num_clusters=4,
+        )
+
+
+def test_the_round_uses_one_chunk_size_everywhere():
+    pool, client = _data(seed=7)
+    kwargs = dict(sigma=3.0, num_clusters=6, kmeans_iters=10, randomness=_sim(3))
+    ecos = protocol.ecos_round(jax.random.key(0), pool, client, chunk_size=64, **kwargs)
+    assert ecos.cloud.chunk_size == 64
+    assert protocol.Cloud(pool).chunk_size == protocol.DEFAULT_CHUNK_SIZE
+    default = protocol.ecos_round(jax.random.key(0), pool, client, **kwargs)
+    np.testing.assert_array_equal(
+        protocol.select_from_round(ecos, budget=40), protocol.select_from_round(default, budget=40)
+    )

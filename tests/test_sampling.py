@@ -1,58 +1,25 @@
-"""Tests for ecos_jax.sampling: allocation, greedy k-center, ECOS selection, baselines."""
+"""Tests for ecos_jax.sampling (allocation, ECOS selection) and ecos_jax.baselines."""
 
 from __future__ import annotations
 
 import inspect
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from references import (
+    blobs,
+    per_cluster_ecos_select,
+    reference_ecos_select,
+    reference_k_center,
+)
 
-from ecos_jax import sampling
+from ecos_jax import baselines, sampling
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _reference_k_center(x, mask, num_select, *, seed_point=None, first=None, metric="l2"):
-    """Brute-force farthest-point selection in float64 NumPy."""
-    x = np.asarray(x, np.float64)
-    if metric == "cosine":
-        x = x / np.linalg.norm(x, axis=1, keepdims=True)
-
-    def dist(p):
-        if metric == "l2":
-            return np.linalg.norm(x - p, axis=1)
-        return 1.0 - x @ (p / np.linalg.norm(p))
-
-    chosen = [] if first is None else [first]
-    if seed_point is not None:
-        centers = [np.asarray(seed_point, np.float64)]
-    else:
-        centers = [x[first]] if first is not None else []
-    while len(chosen) < num_select and len(chosen) < mask.sum():
-        if centers:
-            d = np.min(np.stack([dist(c) for c in centers]), axis=0)
-        else:
-            d = np.full(len(x), np.inf)
-        d[~mask] = -np.inf
-        d[chosen] = -np.inf
-        j = int(np.argmax(d))
-        chosen.append(j)
-        centers.append(x[j])
-    return chosen
-
-
-def _blobs(seed=0, n_per=60, dim=6, num_blobs=5, spread=8.0):
-    """Well separated Gaussian blobs with their blob labels."""
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(num_blobs, dim)) * spread
-    labels = np.repeat(np.arange(num_blobs), n_per)
-    x = centers[labels] + rng.normal(size=(labels.size, dim))
-    return x.astype(np.float32), labels, centers.astype(np.float32)
 
 
 # ------------------------------------------------------------------------ allocation
@@ -163,101 +130,11 @@ def test_filter_scores():
         sampling.filter_scores(s, threshold=np.inf)
 
 
-# --------------------------------------------------------------------- greedy k-center
-
-
-@pytest.mark.parametrize("metric", ["l2", "cosine"])
-@pytest.mark.parametrize("use_seed", [True, False])
-def test_greedy_k_center_matches_numpy(metric, use_seed):
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(37, 5)).astype(np.float32) + 0.5
-    mask = rng.random(37) < 0.8
-    seed_point = rng.normal(size=5).astype(np.float32) if use_seed else None
-    res = sampling.greedy_k_center(
-        jnp.asarray(x),
-        jnp.asarray(mask),
-        num_select=12,
-        seed_point_D=None if seed_point is None else jnp.asarray(seed_point),
-        metric=metric,
-    )
-    if use_seed:
-        expected = _reference_k_center(x, mask, 12, seed_point=seed_point, metric=metric)
-    else:
-        first = int(np.flatnonzero(mask)[0])  # without a seed, the first valid row
-        expected = _reference_k_center(x, mask, 12, first=first, metric=metric)
-    assert np.asarray(res.indices).tolist() == expected
-    assert np.all(np.asarray(res.valid))
-
-
-def test_greedy_k_center_never_picks_masked_rows():
-    x = jnp.asarray(np.random.default_rng(2).normal(size=(16, 3)), jnp.float32)
-    mask = np.zeros(16, bool)
-    mask[[1, 4, 9, 15]] = True
-    res = sampling.greedy_k_center(x, jnp.asarray(mask), num_select=8)
-    idx, valid = np.asarray(res.indices), np.asarray(res.valid)
-    assert valid.tolist() == [True] * 4 + [False] * 4
-    assert sorted(idx[:4].tolist()) == [1, 4, 9, 15]
-    assert idx[4:].tolist() == [-1] * 4
-
-
-def test_greedy_k_center_prefix_consistent():
-    x = jnp.asarray(np.random.default_rng(3).normal(size=(64, 4)), jnp.float32)
-    mask = jnp.ones(64, bool)
-    seed = jnp.zeros(4)
-    long = sampling.greedy_k_center(x, mask, num_select=32, seed_point_D=seed)
-    short = sampling.greedy_k_center(x, mask, num_select=9, seed_point_D=seed)
-    np.testing.assert_array_equal(np.asarray(long.indices)[:9], np.asarray(short.indices))
-
-
-def test_greedy_k_center_no_recompile_for_same_padded_shape():
-    rng = np.random.default_rng(4)
-    size = sampling.bucket_size(20)
-    assert size == 32
-
-    def call(num_valid):
-        x = np.zeros((size, 3), np.float32)
-        x[:num_valid] = rng.normal(size=(num_valid, 3))
-        mask = np.arange(size) < num_valid
-        return sampling.greedy_k_center(
-            jnp.asarray(x), jnp.asarray(mask), num_select=8, seed_point_D=jnp.zeros(3)
-        )
-
-    call(20)
-    before = sampling.greedy_k_center._cache_size()
-    for num_valid in (9, 13, 17, 20, 25, 32):
-        call(num_valid)
-    assert sampling.greedy_k_center._cache_size() == before
-
-
-def test_greedy_k_center_errors():
-    x = jnp.zeros((4, 2))
-    with pytest.raises(ValueError, match="num_select"):
-        sampling.greedy_k_center(x, jnp.ones(4, bool), num_select=5)
-    with pytest.raises(ValueError, match="mask_C"):
-        sampling.greedy_k_center(x, jnp.ones(3, bool), num_select=2)
-    with pytest.raises(ValueError, match="seed_point_D"):
-        sampling.greedy_k_center(x, jnp.ones(4, bool), num_select=2, seed_point_D=jnp.zeros(3))
-    with pytest.raises(ValueError, match="metric"):
-        sampling.greedy_k_center(x, jnp.ones(4, bool), num_select=2, metric="l1")
-
-
-def test_bucket_size():
-    assert [sampling.bucket_size(n) for n in (0, 1, 8, 9, 16, 17, 1000)] == [
-        8,
-        8,
-        8,
-        16,
-        16,
-        32,
-        1024,
-    ]
-
-
 # ------------------------------------------------------------------------- ECOS select
 
 
 def _ecos_inputs():
-    x, labels, centers = _blobs(seed=5)
+    x, labels, centers = blobs(5)
     return x, labels.astype(np.int32), centers
 
 
@@ -267,10 +144,10 @@ def test_ecos_select_budget_unique_deterministic(metric, kappa):
     x, a, c = _ecos_inputs()
     scores = np.array([40.0, 0.0, 12.5, -3.0, 7.0])
     args = (x, a, c, scores)
-    idx = sampling.ecos_select(jax.random.key(0), *args, budget=45, kappa=kappa, metric=metric)
+    idx = sampling.ecos_select(*args, budget=45, kappa=kappa, metric=metric)
     assert idx.shape == (45,) and idx.dtype == np.int64
     assert np.unique(idx).size == 45
-    again = sampling.ecos_select(jax.random.key(0), *args, budget=45, kappa=kappa, metric=metric)
+    again = sampling.ecos_select(*args, budget=45, kappa=kappa, metric=metric)
     np.testing.assert_array_equal(idx, again)
     # Budget follows the scores: clusters 1 and 3 (weight 0) get nothing.
     per_cluster = np.bincount(a[idx], minlength=5)
@@ -283,7 +160,7 @@ def test_ecos_select_budget_unique_deterministic(metric, kappa):
 def test_ecos_select_kappa_one_takes_nearest_to_centroid():
     x, a, c = _ecos_inputs()
     scores = np.array([10.0, 0.0, 0.0, 0.0, 0.0])
-    idx = sampling.ecos_select(None, x, a, c, scores, budget=7, kappa=1.0)
+    idx = sampling.ecos_select(x, a, c, scores, budget=7, kappa=1.0)
     members = np.flatnonzero(a == 0)
     d = np.linalg.norm(x[members] - c[0], axis=1)
     assert set(idx.tolist()) == set(members[np.argsort(d)[:7]].tolist())
@@ -292,22 +169,22 @@ def test_ecos_select_kappa_one_takes_nearest_to_centroid():
 def test_ecos_select_k_center_inside_candidates_matches_reference():
     x, a, c = _ecos_inputs()
     scores = np.array([10.0, 0.0, 0.0, 0.0, 0.0])
-    idx = sampling.ecos_select(None, x, a, c, scores, budget=6, kappa=2.0)
+    idx = sampling.ecos_select(x, a, c, scores, budget=6, kappa=2.0)
     members = np.flatnonzero(a == 0)
     cand = members[np.argsort(np.linalg.norm(x[members] - c[0], axis=1))[:12]]
-    expected = _reference_k_center(x[cand], np.ones(12, bool), 6, seed_point=c[0])
+    expected = reference_k_center(x[cand], np.ones(12, bool), 6, seed_point=c[0])
     assert idx.tolist() == cand[expected].tolist()
 
 
 def test_ecos_select_threshold_top_k_and_spill():
     x, a, c = _ecos_inputs()
     scores = np.array([30.0, 2.0, 20.0, 1.0, 10.0])
-    idx = sampling.ecos_select(None, x, a, c, scores, budget=30, threshold=5.0)
+    idx = sampling.ecos_select(x, a, c, scores, budget=30, threshold=5.0)
     assert set(np.unique(a[idx])) <= {0, 2, 4}
-    idx = sampling.ecos_select(None, x, a, c, scores, budget=30, top_k=1)
+    idx = sampling.ecos_select(x, a, c, scores, budget=30, top_k=1)
     assert set(np.unique(a[idx])) == {0}
     # Budget above the kept clusters' capacity: the rest comes from the others.
-    idx = sampling.ecos_select(None, x, a, c, scores, budget=100, top_k=1)
+    idx = sampling.ecos_select(x, a, c, scores, budget=100, top_k=1)
     assert idx.size == 100 and np.unique(idx).size == 100
     assert np.sum(a[idx] == 0) == 60
 
@@ -315,44 +192,78 @@ def test_ecos_select_threshold_top_k_and_spill():
 def test_ecos_select_full_pool_and_zero_budget():
     x, a, c = _ecos_inputs()
     scores = np.ones(5)
-    idx = sampling.ecos_select(None, x, a, c, scores, budget=x.shape[0])
+    idx = sampling.ecos_select(x, a, c, scores, budget=x.shape[0])
     np.testing.assert_array_equal(np.sort(idx), np.arange(x.shape[0]))
-    assert sampling.ecos_select(None, x, a, c, scores, budget=0).size == 0
+    assert sampling.ecos_select(x, a, c, scores, budget=0).size == 0
 
 
 def test_ecos_select_errors():
     x, a, c = _ecos_inputs()
     s = np.ones(5)
     with pytest.raises(ValueError, match="budget"):
-        sampling.ecos_select(None, x, a, c, s, budget=x.shape[0] + 1)
-    with pytest.raises(ValueError, match="noisy_scores"):
-        sampling.ecos_select(None, x, a, c, np.ones(4), budget=3)
+        sampling.ecos_select(x, a, c, s, budget=x.shape[0] + 1)
+    with pytest.raises(ValueError, match="scores must have shape"):
+        sampling.ecos_select(x, a, c, np.ones(4), budget=3)
     with pytest.raises(ValueError, match="assignments"):
-        sampling.ecos_select(None, x, a + 5, c, s, budget=3)
+        sampling.ecos_select(x, a + 5, c, s, budget=3)
     with pytest.raises(ValueError, match="kappa"):
-        sampling.ecos_select(None, x, a, c, s, budget=3, kappa=0.5)
+        sampling.ecos_select(x, a, c, s, budget=3, kappa=0.5)
     with pytest.raises(ValueError, match="dimension"):
-        sampling.ecos_select(None, x, a, c[:, :3], s, budget=3)
+        sampling.ecos_select(x, a, c[:, :3], s, budget=3)
+
+
+def _uneven_clusters(seed=11, sizes=(5, 14, 23, 40, 71, 120, 9, 33), dim=16):
+    """Blobs of very different sizes, so that the candidate sets span several padded sizes."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(len(sizes), dim)) * 6.0
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    x = (centers[labels] + rng.normal(size=(labels.size, dim))).astype(np.float32)
+    means = np.stack([x[labels == r].mean(0) for r in range(len(sizes))]).astype(np.float32)
+    scores = rng.uniform(1.0, 50.0, size=len(sizes)).round()
+    return x, labels.astype(np.int32), means, scores
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+@pytest.mark.parametrize("kappa", [1.0, 1.5, 3.0, None])
+@pytest.mark.parametrize("budget", [7, 40, 111, 300])
+def test_ecos_select_equals_the_per_cluster_references(metric, kappa, budget):
+    x, a, c, s = _uneven_clusters()
+    args = dict(budget=budget, kappa=kappa, metric=metric)
+    got = sampling.ecos_select(x, a, c, s, **args)
+    # The same picks as one greedy_k_center call per cluster (the pre-grouping algorithm),
+    # and as the algorithm written out in float64 NumPy.
+    np.testing.assert_array_equal(got, per_cluster_ecos_select(x, a, c, s, **args))
+    np.testing.assert_array_equal(got, reference_ecos_select(x, a, c, s, **args))
+
+
+def test_ecos_select_takes_chunk_size():
+    x, a, c, s = _uneven_clusters()
+    want = sampling.ecos_select(x, a, c, s, budget=60)
+    for chunk_size in (1, 7, 64, 10_000):
+        got = sampling.ecos_select(x, a, c, s, budget=60, chunk_size=chunk_size)
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="chunk_size"):
+        sampling.ecos_select(x, a, c, s, budget=60, chunk_size=0)
 
 
 # -------------------------------------------------------------------------- baselines
 
 
 def test_random_select():
-    idx = sampling.random_select(jax.random.key(0), 100, budget=30)
+    idx = baselines.random_select(jax.random.key(0), 100, budget=30)
     assert idx.shape == (30,) and np.unique(idx).size == 30
     assert idx.min() >= 0 and idx.max() < 100
-    np.testing.assert_array_equal(idx, sampling.random_select(jax.random.key(0), 100, budget=30))
-    assert not np.array_equal(idx, sampling.random_select(jax.random.key(1), 100, budget=30))
+    np.testing.assert_array_equal(idx, baselines.random_select(jax.random.key(0), 100, budget=30))
+    assert not np.array_equal(idx, baselines.random_select(jax.random.key(1), 100, budget=30))
     with pytest.raises(ValueError, match="budget"):
-        sampling.random_select(jax.random.key(0), 10, budget=11)
+        baselines.random_select(jax.random.key(0), 10, budget=11)
 
 
 def test_random_select_is_uniform():
     # 400 draws of 5 out of 20: each index is chosen 100 times in expectation.
     counts = np.zeros(20)
     for i in range(400):
-        counts[sampling.random_select(jax.random.key(i), 20, budget=5)] += 1
+        counts[baselines.random_select(jax.random.key(i), 20, budget=5)] += 1
     assert scipy.stats.chisquare(counts).pvalue > 1e-3
 
 
@@ -360,36 +271,39 @@ def test_random_select_is_uniform():
 def test_k_center_select_matches_reference(metric):
     x = np.random.default_rng(6).normal(size=(50, 4)).astype(np.float32) + 0.3
     key = jax.random.key(3)
-    idx = sampling.k_center_select(key, x, budget=10, metric=metric)
+    idx = baselines.k_center_select(key, x, budget=10, metric=metric)
     first = int(jax.random.randint(key, (), 0, 50))
-    expected = _reference_k_center(x, np.ones(50, bool), 10, first=first, metric=metric)
+    expected = reference_k_center(x, np.ones(50, bool), 10, first=first, metric=metric)
     assert idx.tolist() == expected
-    np.testing.assert_array_equal(idx, sampling.k_center_select(key, x, budget=10, metric=metric))
-    assert sampling.k_center_select(key, x, budget=1).tolist() == [first]
+    np.testing.assert_array_equal(idx, baselines.k_center_select(key, x, budget=10, metric=metric))
+    assert baselines.k_center_select(key, x, budget=1).tolist() == [first]
 
 
 def test_oracle_select_picks_near_client():
-    x, labels, centers = _blobs(seed=7)
+    x, labels, centers = blobs(7)
     rng = np.random.default_rng(8)
     client = (centers[2] + rng.normal(size=(30, x.shape[1]))).astype(np.float32)
-    idx = sampling.oracle_select(x, client, budget=40)
+    idx = baselines.oracle_select(x, client, budget=40)
     assert idx.shape == (40,) and np.unique(idx).size == 40
     assert np.all(labels[idx] == 2)
-    idx_cos = sampling.oracle_select(x, client, budget=20, metric="cosine", chunk_size=7)
+    idx_cos = baselines.oracle_select(x, client, budget=20, metric="cosine", chunk_size=7)
     assert np.unique(idx_cos).size == 20
     with pytest.raises(ValueError, match="dimension"):
-        sampling.oracle_select(x, client[:, :2], budget=4)
+        baselines.oracle_select(x, client[:, :2], budget=4)
 
 
 def test_full_pool_select():
-    np.testing.assert_array_equal(sampling.full_pool_select(5), np.arange(5))
+    np.testing.assert_array_equal(baselines.full_pool_select(5), np.arange(5))
     with pytest.raises(ValueError, match="num_pool"):
-        sampling.full_pool_select(-1)
+        baselines.full_pool_select(-1)
 
 
-def test_selectors_take_key_first():
-    for fn in (sampling.ecos_select, sampling.random_select, sampling.k_center_select):
+def test_random_selectors_take_key_first_and_ecos_takes_none():
+    for fn in (baselines.random_select, baselines.k_center_select):
         assert next(iter(inspect.signature(fn).parameters)) == "key"
+    # ECOS selection is a deterministic function of the released scores: no key at all.
+    params = inspect.signature(sampling.ecos_select).parameters
+    assert "key" not in params and next(iter(params)) == "pool_features"
 
 
 def test_oracle_covers_every_client_sample_not_only_the_densest_region():
@@ -401,7 +315,7 @@ def test_oracle_covers_every_client_sample_not_only_the_densest_region():
     client = np.concatenate(
         [rng.normal(scale=0.1, size=(20, dim)), 5.0 + rng.normal(scale=1.0, size=(20, dim))]
     ).astype(np.float32)
-    idx = sampling.oracle_select(pool, client, budget=40, kappa=1.0)
+    idx = baselines.oracle_select(pool, client, budget=40, kappa=1.0)
     # Ranking by "distance to the closest client sample" would take only the tight blob;
     # per-sample neighbours give group B its share.
     assert 10 <= np.sum(idx >= 400) <= 30

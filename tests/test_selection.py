@@ -1,10 +1,12 @@
-"""`ecos_jax.selection`: every method returns B indices with its cost; seeds reproduce."""
+"""`ecos_jax.selection`: every method returns B indices with its cost; seeds reproduce; the
+cloud's keys are named."""
 
 import jax
 import numpy as np
 import pytest
 
 from ecos_jax import coverage, noise, privacy, protocol, selection, synthetic
+from ecos_jax.keys import named_key
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +25,8 @@ def bench():
 
 
 def _round(bench, seed=1, sigma=5.0, **kwargs):
-    return selection.ecos_round(
-        selection.method_keys(seed),
+    return protocol.ecos_round(
+        selection.method_keys(seed)["kmeans"],
         bench.pool_features,
         bench.client_features,
         sigma=sigma,
@@ -138,8 +140,8 @@ def test_the_client_key_is_not_one_of_the_clouds(bench):
     for key in keys.values():
         assert not np.array_equal(jax.random.key_data(key), jax.random.key_data(client.key))
     with pytest.raises(ValueError, match="equals a key of the cloud"):
-        selection.ecos_round(
-            keys,
+        protocol.ecos_round(
+            keys["kmeans"],
             bench.pool_features,
             bench.client_features,
             sigma=2.0,
@@ -160,3 +162,15 @@ def test_threshold_multiple_is_in_units_of_sigma_times_delta(bench):
     want = ecos.cloud.select(ecos.scores, budget=60, threshold=t * 2 * sigma)  # Δ = 2
     np.testing.assert_array_equal(idx, want)
     assert not np.array_equal(want, ecos.cloud.select(ecos.scores, budget=60, threshold=t * sigma))
+
+
+def test_method_keys_are_named_keys_of_the_seed():
+    keys = selection.method_keys(3)
+    assert set(keys) == {"kmeans", "random", "k_center"}
+    for name, key in keys.items():
+        want = named_key(jax.random.key(3), name)
+        np.testing.assert_array_equal(jax.random.key_data(key), jax.random.key_data(want))
+    data = {tuple(np.asarray(jax.random.key_data(k)).tolist()) for k in keys.values()}
+    assert len(data) == 3
+    other = selection.method_keys(4)["kmeans"]
+    assert not np.array_equal(jax.random.key_data(other), jax.random.key_data(keys["kmeans"]))

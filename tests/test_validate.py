@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ecos_jax import kmeans, noise, protocol, sampling, train
+from ecos_jax import baselines, kmeans, noise, protocol, train
 from ecos_jax._validate import as_real_array, check_key
 from ecos_jax.keys import named_key
 
@@ -17,8 +17,8 @@ X = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
     [
         lambda key: kmeans.kmeans(key, X, k=3),
         lambda key: kmeans.kmeans_plusplus_init(key, X, k=3),
-        lambda key: sampling.random_select(key, 40, budget=5),
-        lambda key: sampling.k_center_select(key, X, budget=5),
+        lambda key: baselines.random_select(key, 40, budget=5),
+        lambda key: baselines.k_center_select(key, X, budget=5),
         lambda key: protocol.Cloud(X).broadcast(key, num_clusters=3),
         lambda key: protocol.run_protocol(key, X, X[:5], num_clusters=3, budget=4, sigma=1.0),
         lambda key: noise.simulation(key),
@@ -58,6 +58,11 @@ def test_int64_that_would_wrap_is_refused_and_private_values_stay_out_of_the_mes
         as_real_array(big, "client", private=True)
     assert "1099511627776" not in str(info.value)
     np.testing.assert_array_equal(as_real_array(np.array([[1, 2]], np.int64), "x"), [[1, 2]])
-    for bad in (np.array([True]), np.array([1j]), np.array(["a"])):
-        with pytest.raises(ValueError, match="real numbers"):
-            as_real_array(bad, "x")
+
+
+@pytest.mark.parametrize(
+    "bad", [np.array([True]), np.array([1j]), np.array(["a"])], ids=["bool", "complex", "str"]
+)
+def test_arrays_of_other_than_real_numbers_are_refused(bad):
+    with pytest.raises(ValueError, match="real numbers"):
+        as_real_array(bad, "x")
