@@ -1,20 +1,12 @@
-"""Task (b), adaptive model compression: ECOS and every baseline, trained and evaluated.
+"""Task (b), adaptive model compression. A teacher, trained once per client domain on the
+pool's labeled images, is distilled into the small CNN on S; no labels on S are needed.
 
-  python -m experiments.model_compression --workdir=DIR \
-      [--config=experiments/configs/model_compression.py[:VARIANT]]
-
-Writes to DIR: config.json, metrics.jsonl (one row per run), results.md (the paper's
-tables), accuracy.png (the table as bars), accuracy_vs_budget.png / accuracy_vs_epsilon.png
-when the config sweeps them, and runs/<domain>/<run>/ (TensorBoard events, metrics.jsonl,
-checkpoint, result.json).
-The last stdout line is the JSON summary. See `experiments.downstream`.
+Run: `python -m experiments.model_compression --workdir=DIR` (the config is
+experiments/configs/model_compression.py; add `--config=PATH:VARIANT` for a variant).
+The outputs are those of every downstream task (see `experiments.downstream`).
 """
 
-from pathlib import Path
-
-from experiments import common, downstream
-
-_DEFAULT_CONFIG = str(Path(__file__).resolve().parent / "configs" / "model_compression.py")
+from experiments import downstream
 
 if __name__ == "__main__":
-    common.main(downstream.run, _DEFAULT_CONFIG)
+    downstream.main("model_compression")

@@ -12,7 +12,6 @@ References:
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from tqdm import tqdm
 
 from ecos_jax import audit
 from ecos_jax.keys import named_key
-from experiments import common
+from experiments import artefacts, common, plots
 
 _DEFAULT_CONFIG = str(Path(__file__).resolve().parent / "configs" / "privacy_audit.py")
 
@@ -45,9 +44,7 @@ def check_config(config) -> None:
 def run(config, workdir) -> dict[str, Any]:
     """Runs the audit, writes the artefacts to `workdir`, returns the summary."""
     check_config(config)
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    common.atomic_write(workdir / "config.json", config.to_json(indent=2) + "\n")
+    workdir = artefacts.open_workdir(config, workdir)
     # The audit's own randomness: XLA's RngBitGenerator is about 5x faster than Threefry
     # on CPU, and any uniform 64-bit source tests the sampler's inverse CDF alike.
     root = jax.random.key(int(config.seed), impl="unsafe_rbg")
@@ -82,11 +79,9 @@ def run(config, workdir) -> dict[str, Any]:
             )
             bar.update(1)
     bar.close()
-    common.atomic_write(workdir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     report = _markdown(config, rows)
-    common.atomic_write(workdir / "results.md", report)
     _plot(rows, workdir / "audit.png")
-    print(report)
+    artefacts.write_results(workdir, rows, report)
     return _summary(rows)
 
 
@@ -124,12 +119,7 @@ def _markdown(config, rows: list[dict[str, Any]]) -> str:
 
 def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     """Claimed ε and the LR lower bound of every audit, the control apart."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8.0, 3.8))
+    fig, ax = plots.pyplot().subplots(figsize=(8.0, 3.8))
     labels = [
         f"{r['release']}\nε={r['target_epsilon']:g}\n{r['mechanism'].split(' (')[0][:8]}"
         + ("*" if r["control"] else "")
@@ -148,9 +138,7 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_ylabel("ε at δ")
     ax.set_title("claimed ε vs measured lower bound (* pre-fix float32 test double)", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    common.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=130), binary=True)
-    plt.close(fig)
+    plots.save_figure(fig, path, dpi=130)
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,20 +1,13 @@
-"""Task (a), selective manual labeling: ECOS and every baseline, trained and evaluated.
+"""Task (a), selective manual labeling: the cloud picks S, human labelers label it (junk
+images of the unrelated domains are rejected but cost budget), the student trains on it.
 
   python -m experiments.selective_labeling --workdir=DIR \
       [--config=experiments/configs/selective_labeling.py[:VARIANT]]
 
-Writes to DIR: config.json, metrics.jsonl (one row per run), results.md (the paper's
-tables), accuracy.png (the table as bars), accuracy_vs_budget.png / accuracy_vs_epsilon.png
-when the config sweeps them, and runs/<domain>/<run>/ (TensorBoard events, metrics.jsonl,
-checkpoint, result.json).
-The last stdout line is the JSON summary. See `experiments.downstream`.
+What it writes to DIR: `experiments.downstream`.
 """
 
-from pathlib import Path
-
-from experiments import common, downstream
-
-_DEFAULT_CONFIG = str(Path(__file__).resolve().parent / "configs" / "selective_labeling.py")
+from experiments import downstream
 
 if __name__ == "__main__":
-    common.main(downstream.run, _DEFAULT_CONFIG)
+    downstream.main("selective_labeling")

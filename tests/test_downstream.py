@@ -146,6 +146,7 @@ def test_same_config_and_seed_give_identical_metrics_and_rerun_resumes(tmp_path)
         ("report_budget", 7, "config.report_budget"),
         ("report_epsilon", 9.0, "config.report_epsilon"),
         ("train.mode", "mixmatch", "config.train.mode"),
+        ("train.model", "vit", "config.train.model"),
         ("client_domains", (), "must not be empty"),
     ],
 )

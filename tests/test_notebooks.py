@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,3 +63,16 @@ def test_results_notebook_runs_on_smoke_output(selective_labeling_smoke, tmp_pat
     assert (committed / "notebook_accuracy_vs_budget.png").stat().st_size > 0
     assert not list(committed.glob("notebook_clusters_*.png"))
     assert "no examples/" in outputs and "no runs/" in outputs
+
+
+@pytest.mark.parametrize("name", ["results.ipynb", "sampling_quality.ipynb"])
+def test_committed_notebook_carries_outputs_of_the_committed_results(name):
+    """Committed with its outputs (run on results/), without machine paths or timings."""
+    nb = nbformat.read(REPO / "notebooks" / name, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.get("outputs") for c in code[:2]), "execute the notebook before committing"
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
+    assert not any(o.output_type == "error" for c in code for o in c.outputs)
+    text = nbformat.writes(nb)
+    for machine_specific in ("/tmp/", "/work/", "/home/", '"execution": {'):
+        assert machine_specific not in text, machine_specific

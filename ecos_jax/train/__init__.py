@@ -9,6 +9,7 @@ from ecos_jax.train.augment import STRONG_OPS, strong_augment, weak_augment
 from ecos_jax.train.loop import batch_indices, evaluate, fit, predict_logits
 from ecos_jax.train.optim import make_optimizer, make_schedule
 from ecos_jax.train.steps import (
+    ModelApply,
     TrainState,
     create_train_state,
     distill_step,
@@ -19,6 +20,7 @@ from ecos_jax.train.steps import (
 
 __all__ = [
     "STRONG_OPS",
+    "ModelApply",
     "TrainState",
     "batch_indices",
     "checkpoint",

@@ -2,11 +2,13 @@
 
 Every train step has the signature `(state, batch, key) -> (state, metrics)`, donates
 `state`, and reports scalar "loss", "accuracy", "grad_norm" and "finite", so `fit` runs
-any of them.
+any of them. The steps compile once per model, optimizer and batch shape: a second run
+with an equal model and the same `make_optimizer` setting reuses them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -21,6 +23,7 @@ from ecos_jax.tasks.distill import DEFAULT_TEMPERATURE, distillation_loss
 from ecos_jax.tasks.fixmatch import DEFAULT_LAMBDA_U, DEFAULT_THRESHOLD, fixmatch_loss
 
 __all__ = [
+    "ModelApply",
     "TrainState",
     "create_train_state",
     "distill_step",
@@ -38,6 +41,21 @@ class TrainState(train_state.TrainState):
     """
 
     batch_stats: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelApply:
+    """`model.apply` that compares (and hashes) by the model's fields.
+
+    `TrainState.apply_fn` is static, so it is part of every jitted step's cache key; a
+    bound `model.apply` compares its module by identity, so an equal model built anew for
+    the next run would recompile every step. This one does not.
+    """
+
+    model: nn.Module
+
+    def __call__(self, *args, **kwargs):
+        return self.model.apply(*args, **kwargs)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -58,7 +76,8 @@ def create_train_state(
       sample_input: a batch of images [N, H, W, C] of the training shape (N may be 1).
 
     Returns:
-      A `TrainState` at step 0.
+      A `TrainState` at step 0; its `apply_fn` is `model.apply`, equal for equal models
+      (`ModelApply`), so states of equal settings share the compiled steps.
 
     References:
       Hong, Lyu, Zhou, Spranger. "Outsourcing Training without Uploading Data via
@@ -67,7 +86,7 @@ def create_train_state(
     check_key(key, "key")
     variables = _init_variables(model, key, sample_input)
     state = TrainState.create(
-        apply_fn=model.apply,
+        apply_fn=ModelApply(model),
         params=variables["params"],
         tx=optimizer,
         batch_stats=variables.get("batch_stats", {}),

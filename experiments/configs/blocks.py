@@ -54,6 +54,27 @@ def ecos() -> ml_collections.ConfigDict:
     return e
 
 
+def trainer(*, model: str, width: float, num_steps: int, warmup_steps: int):
+    """A model and how it trains: batch 64, SGD at lr 0.05 (linear warmup, then cosine),
+    weight decay 5e-4 on the kernels, weak (pad-and-crop) augmentation."""
+    t = ml_collections.ConfigDict()
+    t.model = model  # a name in ecos_jax.models.MODELS
+    t.width = width
+    t.num_steps = num_steps
+    t.batch_size = 64
+    t.optimizer = "sgd"
+    t.learning_rate = 0.05
+    t.warmup_steps = warmup_steps
+    t.weight_decay = 5e-4
+    t.augment = "weak"
+    return t
+
+
+def make_smoke_trainer(t: ml_collections.ConfigDict, *, width: float, num_steps: int) -> None:
+    """Shrinks the `trainer` block `t` for the smoke runs: `width`, `num_steps`, batch 16."""
+    t.update(width=width, num_steps=num_steps, batch_size=16, warmup_steps=1)
+
+
 def add_selection_settings(config: ml_collections.ConfigDict) -> None:
     """The selection fields every experiment shares: L2 distance, the Oracle's κ, and the
     row chunk of the distance computations."""

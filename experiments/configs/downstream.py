@@ -40,16 +40,9 @@ def base_config(task: str, variant: str, variants: tuple[str, ...]) -> ml_collec
 
     # The student / downstream model. Width 1/4 of FedBN's digit CNN: about 1,900 training
     # images/s on 2 CPU cores, so one run (300 steps of 64) takes about 10 s.
-    t = config.train = ml_collections.ConfigDict()
-    t.model = "digits_cnn"
-    t.width = 0.25
-    t.num_steps = 300
-    t.batch_size = 64
-    t.optimizer = "sgd"
-    t.learning_rate = 0.05
-    t.warmup_steps = 30
-    t.weight_decay = 5e-4
-    t.augment = "weak"
+    t = config.train = blocks.trainer(
+        model="digits_cnn", width=0.25, num_steps=300, warmup_steps=30
+    )
     t.mode = "supervised"  # or "fixmatch" (selective labeling only)
     t.fixmatch = ml_collections.ConfigDict()
     t.fixmatch.threshold = 0.95
@@ -65,10 +58,7 @@ def base_config(task: str, variant: str, variants: tuple[str, ...]) -> ml_collec
 
     if variant == "smoke":
         blocks.make_smoke(config)
-        t.width = 1 / 16
-        t.num_steps = 6
-        t.batch_size = 16
-        t.warmup_steps = 1
+        blocks.make_smoke_trainer(t, width=1 / 16, num_steps=6)
         config.budgets = (60, 120)
         config.epsilons = (0.22, 0.58)
         config.seeds = (1,)

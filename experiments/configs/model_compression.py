@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from experiments.configs import blocks
 from experiments.configs.downstream import COMMON_VARIANTS, base_config
 
 VARIANTS = COMMON_VARIANTS
@@ -30,16 +31,9 @@ VARIANTS = COMMON_VARIANTS
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     """Returns the config for `variant`, one of `VARIANTS` (None means "default")."""
     config = base_config("model_compression", variant, VARIANTS)
-    t = config.teacher = ml_collections.ConfigDict()
-    t.model = config.train.model
-    t.width = 0.5 if t.model == "digits_cnn" else 1.0
-    t.num_steps = 1000
-    t.batch_size = 64
-    t.optimizer = "sgd"
-    t.learning_rate = 0.05
-    t.warmup_steps = 50
-    t.weight_decay = 5e-4
-    t.augment = "weak"
+    model = config.train.model
+    width = 0.5 if model == "digits_cnn" else 1.0
+    t = config.teacher = blocks.trainer(model=model, width=width, num_steps=1000, warmup_steps=50)
     t.seed = 0  # one teacher per client domain, shared by every seed of the students
     config.distill = ml_collections.ConfigDict()
     config.distill.temperature = 4.0
@@ -47,10 +41,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
         config.budgets = (3000,)
         config.report_budget = 3000
     if config.variant == "smoke":
-        t.width = 1 / 8
-        t.num_steps = 8
-        t.batch_size = 16
-        t.warmup_steps = 1
+        blocks.make_smoke_trainer(t, width=1 / 8, num_steps=8)
     if config.variant == "domainnet":
         t.num_steps = 10000
         t.batch_size = 128

@@ -113,17 +113,9 @@ def test_fixmatch_step_with_impossible_threshold_is_supervised():
 def test_distill_fit_matches_the_teacher():
     images, labels = problem()
     teacher_logits = np.where(labels[:, None] == np.arange(2), 4.0, -4.0).astype(np.float32)
-    state, history = fit(
-        jax.random.key(0),
-        fresh_state(),
-        images,
-        teacher_logits,
-        num_steps=30,
-        batch_size=8,
-        log_every=10,
-        progress=False,
-        step_fn=functools.partial(distill_step, temperature=4.0),
-    )
+    step_fn = functools.partial(distill_step, temperature=4.0)
+    loop = dict(num_steps=30, batch_size=8, log_every=10, progress=False, step_fn=step_fn)
+    state, history = fit(jax.random.key(0), fresh_state(), images, teacher_logits, **loop)
     assert history[-1]["loss"] < history[0]["loss"]
     assert history[-1]["accuracy"] > 0.9  # agreement with the teacher's argmax
     assert evaluate(state, images, labels)["accuracy"] > 0.9
@@ -159,15 +151,6 @@ def test_predict_logits_pads_the_last_batch():
 
 def test_fit_rejects_a_bad_unlabeled_batch_size():
     images, labels = problem(n=16)
+    bad = dict(num_steps=1, batch_size=8, unlabeled_images=images, unlabeled_batch_size=0)
     with pytest.raises(ValueError, match="unlabeled_batch_size"):
-        fit(
-            jax.random.key(0),
-            fresh_state(),
-            images,
-            labels,
-            num_steps=1,
-            batch_size=8,
-            progress=False,
-            unlabeled_images=images,
-            unlabeled_batch_size=0,
-        )
+        fit(jax.random.key(0), fresh_state(), images, labels, **bad)

@@ -1,0 +1,189 @@
+"""What "train on S" means for each task: the training set, its step, and its costs.
+
+`TASKS` maps `config.task` to its `Task`: how S becomes a training set, and what the
+cloud prepares once per client domain (the teacher of task (b)). Local, the client's own
+labeled data, is the same in every task (`local`).
+
+- selective_labeling: S gets its true labels from human labelers; selected images of the
+  unrelated domains are junk (label -1) and are rejected, though they cost budget;
+  supervised training or FixMatch with the unlabeled pool.
+- model_compression: a teacher trained on the labeled pool is distilled into the small
+  CNN on S (no labels needed, so junk images are kept).
+- client_labeling: the client labels S with Private-kNN on its features; its release is
+  composed with ECOS's in a `PrivacyLedger`.
+
+References:
+  Hong, Lyu, Zhou, Spranger. "Outsourcing Training without Uploading Data via Efficient
+  Collaborative Open-Source Sampling." NeurIPS 2022. arXiv:2210.12575. Sec. 5.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ecos_jax import costs, privacy, selection, tasks, train
+from ecos_jax.keys import named_key
+from experiments import common
+from experiments.domain import DomainContext, Teacher, init_state
+
+__all__ = ["TASKS", "Run", "Task", "TrainingSet", "local", "train_teacher"]
+
+
+class Run(NamedTuple):
+    """One training run of the sweep: the same S as `sampling_quality` for the same seed."""
+
+    seed: int
+    epsilon: float  # target ε of the ECOS score release (the report ε for the others)
+    budget: int  # 0 for the budget-free references
+    method: str
+
+    @property
+    def name(self) -> str:
+        """The run's folder under runs/<domain>/."""
+        return f"{self.method}_b{self.budget}_eps{self.epsilon:g}_s{self.seed}"
+
+
+class TrainingSet(NamedTuple):
+    """What the model trains on, how, and what building it cost the client."""
+
+    images: np.ndarray  # [S, H, W, C] uint8
+    targets: np.ndarray  # labels [S] int, or the teacher's logits [S, L]
+    step_fn: Callable = train.train_step
+    unlabeled: np.ndarray | None = None  # FixMatch's unlabeled pool [N, H, W, C]
+    client_macs: int = 0  # the client's MACs for this set, beyond the selection's
+    row: dict[str, Any] | None = None  # extra fields of the run's metrics row
+
+
+class Task(NamedTuple):
+    """A task: S (pool indices [B], None for Full pool) to its `TrainingSet`, and what the
+    cloud prepares once per client domain (None: nothing)."""
+
+    training_set: Callable[[DomainContext, Run, Any, selection.SelectionCost], TrainingSet]
+    prepare: Callable[[DomainContext], Teacher] | None = None
+
+
+def _pool_rows(idx):
+    """Index of S in the pool arrays; None (Full pool) is the whole pool."""
+    return slice(None) if idx is None else idx
+
+
+def local(ctx: DomainContext, run: Run, idx, cost) -> TrainingSet:
+    """The client's own labeled data, trained on by the client itself (its MACs)."""
+    del run, idx, cost
+    tcfg, client = ctx.config.train, ctx.bench.split.client
+    macs = costs.TRAIN_MACS_PER_FORWARD * ctx.model_macs * tcfg.num_steps * tcfg.batch_size
+    return TrainingSet(client.images, client.labels, client_macs=macs)
+
+
+def labeled_by_humans(ctx: DomainContext, run: Run, idx, cost) -> TrainingSet:
+    """The human labelers' answer for S: true labels, junk (label -1) rejected."""
+    del run, cost
+    split, tcfg = ctx.bench.split, ctx.config.train
+    labels = np.asarray(split.pool_oracle.labels)[_pool_rows(idx)]
+    keep = labels >= 0
+    images, labels = split.pool_images[_pool_rows(idx)][keep], labels[keep]
+    if tcfg.mode != "fixmatch":
+        return TrainingSet(images, labels)
+    step_fn = functools.partial(
+        train.fixmatch_step, threshold=tcfg.fixmatch.threshold, lambda_u=tcfg.fixmatch.lambda_u
+    )
+    return TrainingSet(images, labels, step_fn, unlabeled=split.pool_images)
+
+
+def distilled_from_teacher(ctx: DomainContext, run: Run, idx, cost) -> TrainingSet:
+    """S with the teacher's logits as targets, every selected image kept."""
+    del run, cost
+    rows = _pool_rows(idx)
+    step_fn = functools.partial(train.distill_step, temperature=ctx.config.distill.temperature)
+    return TrainingSet(ctx.bench.split.pool_images[rows], ctx.teacher.logits[rows], step_fn)
+
+
+def train_teacher(ctx: DomainContext) -> Teacher:
+    """Trains (or restores) the cloud's teacher on the labeled pool; its logits on the pool."""
+    split, tcfg = ctx.bench.split, ctx.config.teacher
+    labels = np.asarray(split.pool_oracle.labels)
+    keep = labels >= 0
+    root = jax.random.key(int(tcfg.seed))
+    init_key, fit_key = named_key(root, "init"), named_key(root, "fit")
+    state = init_state(init_key, tcfg, ctx.num_classes, split.test.images[:1])
+    state, _ = train.fit(
+        fit_key,
+        state,
+        split.pool_images[keep],
+        labels[keep],
+        num_steps=tcfg.num_steps,
+        batch_size=min(tcfg.batch_size, int(keep.sum())),
+        workdir=ctx.domain_dir / "teacher",
+        log_every=max(1, tcfg.num_steps // 10),
+        augment=tcfg.augment,
+        progress=False,
+    )
+    accuracy = train.evaluate(state, split.test.images, split.test.labels)["accuracy"]
+    return Teacher(train.predict_logits(state, split.pool_images), accuracy)
+
+
+def labeled_by_client_knn(ctx: DomainContext, run: Run, idx, cost) -> TrainingSet:
+    """Private-kNN labels of S from the client, and the composed ε of the whole run."""
+    config, feats = ctx.config, ctx.bench.features
+    kcfg = config.knn
+    query = feats.pool_features[idx]
+    num_queries, dim = query.shape
+    num_client = len(feats.client_labels)
+    k = min(int(kcfg.k), num_client)
+    knn_args = dict(
+        k=k, num_classes=ctx.num_classes, metric=config.metric, chunk_size=config.chunk_size
+    )
+    if math.isinf(kcfg.target_epsilon):
+        # the non-private reference: noise-free votes, ε = ∞ whatever the selection
+        votes = tasks.knn_votes(query, feats.client_features, feats.client_labels, **knn_args)
+        labels, sigma, total = jnp.argmax(votes, axis=-1), 0.0, None
+    else:
+        sigma = tasks.calibrate_vote_sigma(
+            kcfg.target_epsilon, delta=config.ecos.delta, num_queries=num_queries
+        )
+        release_name = f"private_knn/{run.method}/b{len(idx)}"
+        labels, release = tasks.private_knn_labels(
+            query,
+            feats.client_features,
+            feats.client_labels,
+            sigma=sigma,
+            randomness=common.client_randomness(config, run.seed, release_name),
+            **knn_args,
+        )
+        ledger = privacy.PrivacyLedger([release])
+        if run.method == "ecos":
+            ledger.record(ctx.rounds[(run.seed, run.epsilon)].privacy.release)
+        total = ledger.epsilons(delta=config.ecos.delta)
+    labels = np.asarray(labels)
+    truth = np.asarray(ctx.bench.split.pool_oracle.labels)[idx]
+    row = dict(
+        label_accuracy=float(np.mean(labels == truth)),
+        knn_k=k,
+        knn_sigma=sigma,
+        # the cloud sends φ(S) down (float32) and gets one label per query back (int32)
+        bytes_down=cost.bytes_down + num_queries * dim * 4,
+        bytes_up=cost.bytes_up + num_queries * 4,
+    )
+    if run.method != "oracle":
+        row.update(
+            epsilon_rdp=None if total is None else total["rdp"],
+            epsilon_pld=None if total is None else total["pld"],
+        )
+    # the kNN itself, and φ of the client's data when the selection did not featurise it
+    macs = num_queries * num_client * dim
+    macs += num_client * (ctx.phi_macs or 0) if run.method in ("random", "k_center") else 0
+    return TrainingSet(ctx.bench.split.pool_images[idx], labels, client_macs=macs, row=row)
+
+
+TASKS: dict[str, Task] = {
+    "selective_labeling": Task(labeled_by_humans),
+    "model_compression": Task(distilled_from_teacher, prepare=train_teacher),
+    "client_labeling": Task(labeled_by_client_knn),
+}
