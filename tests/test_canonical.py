@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import strategies as st
+from references import distances, nearest, squared_distances
 
 from ecos_jax import canonical
 
@@ -59,17 +60,7 @@ def test_resolve_rows_agrees_with_the_fast_path_where_float32_decides(metric):
     for row in np.flatnonzero(~np.asarray(ambiguous)):
         np.testing.assert_array_equal(resolved[row], np.sort(np.asarray(idx)[row]))
     # And both are the float64 reference ranking (no near-ties in random data at 1e-9).
-    x64, v64 = x.astype(np.float64), v.astype(np.float64)
-    if metric == "l2":
-        ref = ((x64[:, None] - v64[None]) ** 2).sum(-1)
-    else:
-        ref = (
-            1
-            - (x64 / np.linalg.norm(x64, axis=1, keepdims=True))
-            @ (v64 / np.linalg.norm(v64, axis=1, keepdims=True)).T
-        )
-    for row, chosen in enumerate(resolved):
-        np.testing.assert_array_equal(chosen, np.sort(np.argsort(ref[row], kind="stable")[:2]))
+    np.testing.assert_array_equal(resolved, np.sort(nearest(distances(x, v, metric), 2), axis=1))
 
 
 def test_the_rounding_margin_covers_the_float32_error():
@@ -79,6 +70,6 @@ def test_the_rounding_margin_covers_the_float32_error():
     x = (100 * rng.normal(size=(2000, 64))).astype(np.float32)
     v = (100 * rng.normal(size=(20, 64))).astype(np.float32)
     d, err = canonical.fast_distances(jnp.asarray(x), jnp.asarray(v), metric="l2")
-    exact = ((x.astype(np.float64)[:, None] - v.astype(np.float64)[None]) ** 2).sum(-1)
+    exact = squared_distances(x, v)
     observed = np.abs(np.asarray(d, np.float64) - exact).max(axis=1)
     assert np.all(observed <= np.asarray(err))

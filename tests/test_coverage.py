@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pytest
 from hypothesis import strategies as st
+from references import distances, radius_counts, top_m_counts, voronoi_counts
 
 from ecos_jax.coverage import (
     CoverageScores,
@@ -31,42 +32,13 @@ def _data(seed=0, n=N, d=D, r=R):
     return x, v
 
 
-def _np_dist(x, v, metric):
-    x, v = x.astype(np.float64), v.astype(np.float64)
-    if metric == "l2":
-        return np.sqrt(((x[:, None, :] - v[None, :, :]) ** 2).sum(-1))
-    xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    vn = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-    return np.clip(1.0 - xn @ vn.T, 0.0, 2.0)
-
-
-def _np_voronoi(x, v, metric="l2"):
-    return np.bincount(_np_dist(x, v, metric).argmin(1), minlength=len(v))
-
-
-def _np_top_m(x, v, m, metric="l2"):
-    order = np.argsort(_np_dist(x, v, metric), axis=1, kind="stable")[:, :m]
-    return np.bincount(order.ravel(), minlength=len(v))
-
-
-def _np_radius(x, v, radii, max_votes, metric="l2"):
-    dist = _np_dist(x, v, metric)
-    radii = np.broadcast_to(np.asarray(radii, np.float64), (len(v),))
-    counts = np.zeros(len(v), np.int64)
-    for row in dist:
-        qualifying = np.flatnonzero(row <= radii)
-        nearest = qualifying[np.argsort(row[qualifying], kind="stable")][:max_votes]
-        counts[nearest] += 1
-    return counts
-
-
 @pytest.mark.parametrize("metric", ["l2", "cosine"])
 def test_voronoi_matches_numpy_argmin_bincount(metric):
     x, v = _data()
     s = voronoi_scores(x, v, metric=metric)
     assert isinstance(s, CoverageScores)
     assert s.counts.shape == (R,) and s.counts.dtype == np.int64
-    np.testing.assert_array_equal(s.counts, _np_voronoi(x, v, metric))
+    np.testing.assert_array_equal(s.counts, voronoi_counts(x, v, metric))
     assert s.counts.sum() == N
     assert s.sensitivity == 1.0
 
@@ -76,7 +48,7 @@ def test_voronoi_matches_numpy_argmin_bincount(metric):
 def test_top_m_matches_numpy(metric, m):
     x, v = _data(1)
     s = top_m_scores(x, v, m=m, metric=metric)
-    np.testing.assert_array_equal(np.asarray(s.counts), _np_top_m(x, v, m, metric))
+    np.testing.assert_array_equal(np.asarray(s.counts), top_m_counts(x, v, m, metric))
     assert s.counts.sum() == N * m
     assert s.sensitivity == pytest.approx(math.sqrt(m))
 
@@ -86,15 +58,15 @@ def test_top_m_matches_numpy(metric, m):
 def test_radius_matches_numpy_with_cap(metric, max_votes):
     x, v = _data(2)
     rng = np.random.default_rng(3)
-    dist = _np_dist(x, v, metric)
+    dist = distances(x, v, metric)
     # Per-centroid radii between the 20% and 80% distance quantiles: many samples have
     # several qualifying centroids, so the cap binds.
     radii = rng.uniform(np.quantile(dist, 0.2), np.quantile(dist, 0.8), size=R).astype(np.float32)
     s = radius_scores(x, v, radii=radii, max_votes=max_votes, metric=metric)
-    expected = _np_radius(x, v, radii, max_votes, metric)
+    expected = radius_counts(x, v, radii, max_votes, metric)
     np.testing.assert_array_equal(np.asarray(s.counts), expected)
     assert s.sensitivity == pytest.approx(math.sqrt(max_votes))
-    uncapped = _np_radius(x, v, radii, R, metric)
+    uncapped = radius_counts(x, v, radii, R, metric)
     if max_votes == 1:
         assert uncapped.sum() > expected.sum()  # The cap really removed votes here.
 
@@ -102,15 +74,18 @@ def test_radius_matches_numpy_with_cap(metric, max_votes):
 def test_radius_scalar_radius_and_no_qualifying_centroid():
     x, v = _data(4)
     s = radius_scores(x, v, radii=2.5, max_votes=3)
-    np.testing.assert_array_equal(np.asarray(s.counts), _np_radius(x, v, 2.5, 3))
+    np.testing.assert_array_equal(np.asarray(s.counts), radius_counts(x, v, 2.5, 3))
     none = radius_scores(x, v, radii=0.0, max_votes=3)
     np.testing.assert_array_equal(np.asarray(none.counts), np.zeros(R))
 
 
-@pytest.mark.parametrize(
-    "method, kwargs",
-    [("voronoi", {}), ("top_m", {"m": 2}), ("radius", {"radii": 2.0, "max_votes": 2})],
-)
+def _methods(*, m, radii):
+    """(method, kwargs) cases for the three methods, with ids."""
+    cases = [("voronoi", {}), ("top_m", {"m": m}), ("radius", {"radii": radii, "max_votes": 2})]
+    return [pytest.param(method, kwargs, id=method) for method, kwargs in cases]
+
+
+@pytest.mark.parametrize("method, kwargs", _methods(m=2, radii=2.0))
 def test_mask_drops_rows(method, kwargs):
     x, v = _data(5)
     mask = np.random.default_rng(6).random(N) < 0.6
@@ -121,10 +96,7 @@ def test_mask_drops_rows(method, kwargs):
     np.testing.assert_array_equal(np.asarray(nothing.counts), np.zeros(R))
 
 
-@pytest.mark.parametrize(
-    "method, kwargs",
-    [("voronoi", {}), ("top_m", {"m": 3}), ("radius", {"radii": 2.2, "max_votes": 2})],
-)
+@pytest.mark.parametrize("method, kwargs", _methods(m=3, radii=2.2))
 def test_counts_do_not_depend_on_chunk_size(method, kwargs):
     x, v = _data(7)
     results = [
@@ -256,28 +228,33 @@ def test_add_or_remove_one_sample_moves_counts_by_at_most_sensitivity(
 # Input validation.
 
 
-def test_rejects_wrong_rank_and_mismatched_dims():
-    x, v = _data()
-    with pytest.raises(ValueError, match="features_MxD must be a 2-D"):
-        voronoi_scores(x[0], v)
-    with pytest.raises(ValueError, match="centroids_RxD must be a 2-D"):
-        voronoi_scores(x, v[None])
-    with pytest.raises(ValueError, match="feature dims"):
-        voronoi_scores(x, v[:, :3])
-    with pytest.raises(ValueError, match="at least one centroid"):
-        voronoi_scores(x, v[:0])
+@pytest.mark.parametrize(
+    "reshape, match",
+    [
+        pytest.param(lambda x, v: (x[0], v), "features_MxD must be a 2-D", id="1d_features"),
+        pytest.param(lambda x, v: (x, v[None]), "centroids_RxD must be a 2-D", id="3d_centroids"),
+        pytest.param(lambda x, v: (x, v[:, :3]), "feature dims", id="mismatched_dims"),
+        pytest.param(lambda x, v: (x, v[:0]), "at least one centroid", id="no_centroids"),
+    ],
+)
+def test_rejects_wrong_rank_and_mismatched_dims(reshape, match):
+    with pytest.raises(ValueError, match=match):
+        voronoi_scores(*reshape(*_data()))
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_rejects_non_finite_inputs_naming_the_argument(bad):
+@pytest.mark.parametrize(
+    "argument, cell, score",
+    [
+        pytest.param("features_MxD", (3, 1), voronoi_scores, id="features"),
+        pytest.param("centroids_RxD", (0, 0), lambda x, v: top_m_scores(x, v, m=2), id="centroids"),
+    ],
+)
+def test_rejects_non_finite_inputs_naming_the_argument(argument, cell, score, bad):
     x, v = _data()
-    x_bad, v_bad = x.copy(), v.copy()
-    x_bad[3, 1] = bad
-    v_bad[0, 0] = bad
-    with pytest.raises(ValueError, match="features_MxD contains NaN, inf"):
-        voronoi_scores(x_bad, v)
-    with pytest.raises(ValueError, match="centroids_RxD contains NaN, inf"):
-        top_m_scores(x, v_bad, m=2)
+    (x if argument == "features_MxD" else v)[cell] = bad
+    with pytest.raises(ValueError, match=f"{argument} contains NaN, inf"):
+        score(x, v)
 
 
 @pytest.mark.parametrize("m", [0, -1, R + 1, 2.5, True])
@@ -287,38 +264,45 @@ def test_rejects_bad_m(m):
         top_m_scores(x, v, m=m)
 
 
-def test_rejects_bad_radius_arguments():
+@pytest.mark.parametrize(
+    "radii, max_votes, match",
+    [
+        pytest.param(1.0, 0, "max_votes must", id="no_votes"),
+        pytest.param(1.0, R + 1, "max_votes must", id="more_votes_than_centroids"),
+        pytest.param(np.ones(R + 1), 1, "radii must be a scalar or have shape", id="radii_shape"),
+        pytest.param(-1.0, 1, "radii must be finite and >= 0", id="negative_radius"),
+        pytest.param(np.full(R, np.nan), 1, "radii must be finite and >= 0", id="nan_radii"),
+    ],
+)
+def test_rejects_bad_radius_arguments(radii, max_votes, match):
     x, v = _data()
-    with pytest.raises(ValueError, match="max_votes must"):
-        radius_scores(x, v, radii=1.0, max_votes=0)
-    with pytest.raises(ValueError, match="max_votes must"):
-        radius_scores(x, v, radii=1.0, max_votes=R + 1)
-    with pytest.raises(ValueError, match="radii must be a scalar or have shape"):
-        radius_scores(x, v, radii=np.ones(R + 1), max_votes=1)
-    with pytest.raises(ValueError, match="radii must be finite and >= 0"):
-        radius_scores(x, v, radii=-1.0, max_votes=1)
-    with pytest.raises(ValueError, match="radii must be finite and >= 0"):
-        radius_scores(x, v, radii=np.full(R, np.nan), max_votes=1)
+    with pytest.raises(ValueError, match=match):
+        radius_scores(x, v, radii=radii, max_votes=max_votes)
 
 
-def test_rejects_bad_mask_method_metric_chunk():
+@pytest.mark.parametrize(
+    "score, kwargs, match",
+    [
+        (voronoi_scores, {"mask": np.ones(N + 1, bool)}, "one entry per row"),
+        (voronoi_scores, {"mask": np.ones(N)}, "mask must be a bool"),
+        (coverage_scores, {"method": "kmeans"}, "method must be one of"),
+        (voronoi_scores, {"metric": "manhattan"}, "metric must be"),
+        (voronoi_scores, {"chunk_size": 0}, "chunk_size"),
+        (fast_vote_counts, {"method": "top_m"}, "method='top_m' needs m"),
+        (fast_vote_counts, {"method": "voronoi", "m": 2}, "takes neither m nor max_votes"),
+    ],
+    ids=["mask_length", "mask_dtype", "method", "metric", "chunk", "fast_top_m", "fast_voronoi_m"],
+)
+def test_rejects_bad_mask_method_metric_chunk(score, kwargs, match):
     x, v = _data()
-    with pytest.raises(ValueError, match="one entry per row"):
-        voronoi_scores(x, v, mask=np.ones(N + 1, bool))
-    with pytest.raises(ValueError, match="mask must be a bool"):
-        voronoi_scores(x, v, mask=np.ones(N))
-    with pytest.raises(ValueError, match="method must be one of"):
-        coverage_scores(x, v, method="kmeans")
-    with pytest.raises(ValueError, match="metric must be"):
-        voronoi_scores(x, v, metric="manhattan")
-    with pytest.raises(ValueError, match="chunk_size"):
-        voronoi_scores(x, v, chunk_size=0)
+    with pytest.raises(ValueError, match=match):
+        score(x, v, **kwargs)
+
+
+def test_rejects_complex_features():
+    x, v = _data()
     with pytest.raises(ValueError, match="must hold real numbers"):
         voronoi_scores(x.astype(np.complex64), v)
-    with pytest.raises(ValueError, match="method='top_m' needs m"):
-        fast_vote_counts(x, v, method="top_m")
-    with pytest.raises(ValueError, match="takes neither m nor max_votes"):
-        fast_vote_counts(x, v, method="voronoi", m=2)
 
 
 def test_integer_features_are_accepted():
@@ -327,20 +311,23 @@ def test_integer_features_are_accepted():
     np.testing.assert_array_equal(voronoi_scores(x, v).counts, [2, 1])
 
 
-def test_messages_about_the_client_features_reveal_no_value_and_no_row_count():
+@pytest.mark.parametrize(
+    "reshape, forbidden",
+    [
+        pytest.param(lambda x: x, ("1234",), id="nan"),
+        pytest.param(lambda x: x[0], ("1234", "(5,)"), id="1d"),
+        pytest.param(lambda x: x[:, None], ("1234",), id="3d"),
+    ],
+)
+def test_messages_about_the_client_features_reveal_no_value_and_no_row_count(reshape, forbidden):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1234, D)).astype(np.float32)
     _, v = _data()
     x[17, 2] = np.nan
     with pytest.raises(ValueError) as info:
-        voronoi_scores(x, v)
-    assert "1234" not in str(info.value)
-    with pytest.raises(ValueError) as info:
-        voronoi_scores(x[0], v)
-    assert "1234" not in str(info.value) and "(5,)" not in str(info.value)
-    with pytest.raises(ValueError) as info:
-        voronoi_scores(x[:, None], v)
-    assert "1234" not in str(info.value)
+        voronoi_scores(reshape(x), v)
+    for text in forbidden:
+        assert text not in str(info.value), text
 
 
 def test_int64_features_that_would_wrap_in_int32_are_refused():

@@ -5,22 +5,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
+from references import blobs, lloyd_update, squared_distances
 from sklearn.cluster import KMeans
 
 from ecos_jax import kmeans as km
-
-
-def _blobs(seed, n, d, k, spread=3.0):
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(k, d)) * spread
-    return (centers[rng.integers(0, k, n)] + rng.normal(size=(n, d))).astype(np.float32)
 
 
 @pytest.mark.parametrize(
     ("n", "d", "k", "chunk"), [(500, 2, 3, 64), (3000, 16, 25, 512), (2048, 64, 50, 2048)]
 )
 def test_inertia_matches_sklearn_from_same_init(n, d, k, chunk):
-    x = _blobs(n + d, n, d, k)
+    x = blobs(n + d, n=n, dim=d, num_blobs=k, spread=3.0).points
     init = np.asarray(km.kmeans_plusplus_init(jax.random.key(0), jnp.asarray(x), k=k))
     ours = km.kmeans(None, jnp.asarray(x), k=k, num_iters=100, tol=0.0, init=init, chunk_size=chunk)
     ref = KMeans(k, init=init, n_init=1, max_iter=100, tol=0.0, algorithm="lloyd").fit(x)
@@ -32,9 +27,9 @@ def test_inertia_matches_sklearn_from_same_init(n, d, k, chunk):
 
 
 def test_assign_matches_numpy_argmin_and_is_chunk_invariant():
-    x = _blobs(1, 1000, 8, 10)
+    x = blobs(1, n=1000, dim=8, num_blobs=10, spread=3.0).points
     c = x[:37]
-    d2 = ((x[:, None, :] - c[None]) ** 2).sum(-1)
+    d2 = squared_distances(x, c)
     for chunk in (1, 7, 128, 1000, 5000):
         a, dist = km.assign_to_centroids(jnp.asarray(x), jnp.asarray(c), chunk_size=chunk)
         np.testing.assert_array_equal(np.asarray(a), d2.argmin(1))
@@ -48,7 +43,7 @@ def test_ties_go_to_the_lowest_index():
 
 
 def test_inertia_never_rises():
-    x = _blobs(2, 4000, 10, 30, spread=1.0)
+    x = blobs(2, n=4000, dim=10, num_blobs=30, spread=1.0).points
     res = km.kmeans(jax.random.key(3), jnp.asarray(x), k=30, num_iters=40, tol=0.0)
     hist = np.asarray(res.inertia_history)[: int(res.num_iters)]
     assert np.all(np.diff(hist) <= 1e-5 * hist[:-1])
@@ -130,24 +125,9 @@ def test_kmeans_seeds_with_kmeans_plus_plus_of_its_key_and_weights(weighted):
     np.testing.assert_array_equal(np.asarray(got.centroids), np.asarray(ref.centroids))
 
 
-def _one_lloyd_update(x, init, w):
-    """NumPy float64 reference of one Lloyd update with the documented re-seeding: the j-th
-    empty cluster moves onto the j-th positive-weight point farthest from its centroid."""
-    d2 = ((x[:, None, :].astype(np.float64) - init[None].astype(np.float64)) ** 2).sum(-1)
-    a, near = d2.argmin(1), d2.min(1)  # argmin: first index on ties, as documented
-    k = init.shape[0]
-    counts = np.bincount(a, weights=w, minlength=k)
-    sums = np.stack([(w[a == j, None] * x[a == j]).sum(0) for j in range(k)])
-    new = sums / np.maximum(counts, 1e-30)[:, None]
-    far = np.argsort(-np.where(w > 0, near, -1.0), kind="stable")
-    empty = np.flatnonzero(counts <= 0)
-    new[empty] = x[far[: len(empty)]]
-    return new, empty
-
-
 def _with_outliers(seed):
     """Blobs plus two planted outliers (rows -2, -1), far from everything and each other."""
-    x = _blobs(seed, 300, 2, 3, spread=3.0)
+    x = blobs(seed, n=300, dim=2, num_blobs=3, spread=3.0).points
     return np.concatenate([x, [[60.0, 55.0], [-45.0, -50.0]]]).astype(np.float32)
 
 
@@ -170,7 +150,7 @@ def test_empty_clusters_are_reseeded(case):
         init = np.stack([x[0], x[-1], [1e3, 1e3]])
         w[-1] = 0.0
     init = init.astype(np.float32)
-    expected, empty = _one_lloyd_update(x, init, w)
+    expected, empty = lloyd_update(x, init, w)
     assert len(empty) >= 1  # the case does start with an empty cluster
     res = km.kmeans(
         None,
@@ -192,7 +172,7 @@ def test_empty_clusters_are_reseeded(case):
 
 
 def test_weights_equal_repeated_points():
-    x = _blobs(5, 300, 4, 5)
+    x = blobs(5, n=300, dim=4, num_blobs=5, spread=3.0).points
     w = np.random.default_rng(0).integers(1, 4, 300)
     init = x[:5]
     weighted = km.kmeans(
@@ -212,7 +192,7 @@ def test_weights_equal_repeated_points():
 
 
 def test_tolerance_stops_early_and_cap_is_respected():
-    x = _blobs(6, 2000, 4, 4, spread=20.0)
+    x = blobs(6, n=2000, dim=4, num_blobs=4, spread=20.0).points
     loose = km.kmeans(jax.random.key(0), jnp.asarray(x), k=4, num_iters=100, tol=1e-2)
     capped = km.kmeans(jax.random.key(0), jnp.asarray(x), k=4, num_iters=2, tol=0.0)
     assert 1 <= int(loose.num_iters) < 100
@@ -220,7 +200,7 @@ def test_tolerance_stops_early_and_cap_is_respected():
 
 
 def test_same_key_same_result_and_seeding_uses_data_points():
-    x = jnp.asarray(_blobs(7, 1500, 6, 8))
+    x = jnp.asarray(blobs(7, n=1500, dim=6, num_blobs=8, spread=3.0).points)
     a = km.kmeans(jax.random.key(11), x, k=8)
     b = km.kmeans(jax.random.key(11), x, k=8)
     np.testing.assert_array_equal(np.asarray(a.centroids), np.asarray(b.centroids))
@@ -254,15 +234,21 @@ def test_non_finite_input_is_refused(bad):
         km.kmeans(jax.random.key(0), x, k=2)
 
 
-def test_wrong_rank_is_refused():
-    with pytest.raises(ValueError, match="2-D array"):
-        km.kmeans(jax.random.key(0), jnp.ones((10,)), k=2)
-    with pytest.raises(ValueError, match="dim"):
-        km.assign_to_centroids(jnp.ones((10, 3)), jnp.ones((2, 4)))
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: km.kmeans(jax.random.key(0), jnp.ones((10,)), k=2), "2-D array"),
+        (lambda: km.assign_to_centroids(jnp.ones((10, 3)), jnp.ones((2, 4))), "dim"),
+    ],
+    ids=["kmeans_1d_points", "assign_dim_mismatch"],
+)
+def test_wrong_rank_or_dim_is_refused(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
 
 
 def test_no_recompilation_for_repeated_calls_with_same_shapes():
-    x = jnp.asarray(_blobs(8, 700, 5, 6))
+    x = jnp.asarray(blobs(8, n=700, dim=5, num_blobs=6, spread=3.0).points)
     km.kmeans(jax.random.key(0), x, k=6, num_iters=5)
     sizes = (km._kmeans_from._cache_size(), km._kmeans_plusplus._cache_size())
     for seed in range(1, 4):
@@ -272,7 +258,7 @@ def test_no_recompilation_for_repeated_calls_with_same_shapes():
 
 @pytest.mark.slow
 def test_inertia_matches_sklearn_at_benchmark_scale():
-    x = _blobs(9, 100_000, 64, 128, spread=1.0)
+    x = blobs(9, n=100_000, dim=64, num_blobs=128, spread=1.0).points
     init = np.asarray(km.kmeans_plusplus_init(jax.random.key(0), jnp.asarray(x), k=128))
     ours = km.kmeans(None, jnp.asarray(x), k=128, num_iters=30, tol=0.0, init=init)
     ref = KMeans(128, init=init, n_init=1, max_iter=30, tol=0.0, algorithm="lloyd").fit(x)

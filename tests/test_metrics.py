@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from references import distances
 
 from ecos_jax import metrics
 
@@ -18,25 +19,17 @@ def test_id_fraction_matches_numpy():
     assert metrics.id_fraction([0, 2, 3], [1, 0, 1, 1], client_domain=1) == 1.0
 
 
-def test_id_fraction_errors():
-    with pytest.raises(ValueError, match="non-empty"):
-        metrics.id_fraction([], [0, 1], 0)
-    with pytest.raises(ValueError, match="lie in"):
-        metrics.id_fraction([0, 5], [0, 1], 0)
-    with pytest.raises(ValueError, match="int"):
-        metrics.id_fraction([0.0, 1.0], [0, 1], 0)
-
-
-def _reference_proximity(sel, client, metric):
-    sel = np.asarray(sel, np.float64)
-    client = np.asarray(client, np.float64)
-    if metric == "l2":
-        d = np.linalg.norm(client[:, None, :] - sel[None, :, :], axis=-1)
-    else:
-        sn = sel / np.linalg.norm(sel, axis=1, keepdims=True)
-        cn = client / np.linalg.norm(client, axis=1, keepdims=True)
-        d = 1.0 - cn @ sn.T
-    return float(d.min(axis=1).mean())
+@pytest.mark.parametrize(
+    "idx, match",
+    [
+        pytest.param([], "non-empty", id="empty"),
+        pytest.param([0, 5], "lie in", id="out_of_range"),
+        pytest.param([0.0, 1.0], "int", id="float_indices"),
+    ],
+)
+def test_id_fraction_errors(idx, match):
+    with pytest.raises(ValueError, match=match):
+        metrics.id_fraction(idx, [0, 1], 0)
 
 
 @pytest.mark.parametrize("metric", ["l2", "cosine"])
@@ -46,7 +39,8 @@ def test_proximity_matches_numpy(metric, chunk_size):
     sel = rng.normal(size=(23, 5)).astype(np.float32)
     client = (rng.normal(size=(61, 5)) + 0.5).astype(np.float32)
     got = metrics.proximity(sel, client, metric=metric, chunk_size=chunk_size)
-    assert got == pytest.approx(_reference_proximity(sel, client, metric), rel=1e-5, abs=1e-5)
+    want = distances(client, sel, metric).min(axis=1).mean()
+    assert got == pytest.approx(want, rel=1e-5, abs=1e-5)
 
 
 def test_proximity_zero_when_client_inside_selection():
@@ -54,11 +48,14 @@ def test_proximity_zero_when_client_inside_selection():
     assert metrics.proximity(x, x[:4]) == pytest.approx(0.0, abs=1e-3)
 
 
-def test_proximity_errors():
-    x = np.zeros((3, 2), np.float32)
-    with pytest.raises(ValueError, match="dimension"):
-        metrics.proximity(x, np.zeros((3, 4), np.float32))
-    with pytest.raises(ValueError, match="non-empty"):
-        metrics.proximity(np.zeros((0, 2), np.float32), x)
-    with pytest.raises(ValueError, match="metric"):
-        metrics.proximity(x, x, metric="l1")
+@pytest.mark.parametrize(
+    "selected, client, kwargs, match",
+    [
+        pytest.param((3, 2), (3, 4), {}, "dimension", id="dims"),
+        pytest.param((0, 2), (3, 2), {}, "non-empty", id="empty_selection"),
+        pytest.param((3, 2), (3, 2), {"metric": "l1"}, "metric", id="metric"),
+    ],
+)
+def test_proximity_errors(selected, client, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        metrics.proximity(np.zeros(selected, np.float32), np.zeros(client, np.float32), **kwargs)

@@ -117,13 +117,27 @@ def test_bad_counts_are_refused_without_their_values(counts, match):
     assert "9007199254740992" not in str(info.value)
 
 
-def test_keyed_noise_must_be_asked_for_by_name():
-    with pytest.raises(TypeError, match=r"simulation\(key\)"):
-        noise.add_discrete_gaussian(np.array([1]), scale=1.0, randomness=jax.random.key(0))
-    with pytest.raises(TypeError, match=r"jax.random.key\(seed\)"):
-        noise.simulation(0)
-    with pytest.raises(TypeError, match="single key"):
-        noise.simulation(jax.random.split(jax.random.key(0), 2))
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        pytest.param(
+            lambda: noise.add_discrete_gaussian(
+                np.array([1]), scale=1.0, randomness=jax.random.key(0)
+            ),
+            r"simulation\(key\)",
+            id="bare_key_as_randomness",
+        ),
+        pytest.param(lambda: noise.simulation(0), r"jax.random.key\(seed\)", id="int_seed"),
+        pytest.param(
+            lambda: noise.simulation(jax.random.split(jax.random.key(0), 2)),
+            "single key",
+            id="array_of_keys",
+        ),
+    ],
+)
+def test_keyed_noise_must_be_asked_for_by_name(call, match):
+    with pytest.raises(TypeError, match=match):
+        call()
 
 
 @pytest.mark.parametrize("scale", [0.0, -1.0, float("nan"), float("inf"), True])

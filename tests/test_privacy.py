@@ -270,11 +270,18 @@ def test_release_validation(kwargs, match):
 
 
 @pytest.mark.parametrize("delta", [0.0, 1.0, -1e-5, math.nan, True])
-def test_rejects_bad_delta(delta):
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(
+            lambda delta: epsilon([DiscreteGaussianRelease(1.0)], delta=delta), id="epsilon"
+        ),
+        pytest.param(lambda delta: calibrate_sigma(1.0, delta=delta), id="calibrate_sigma"),
+    ],
+)
+def test_rejects_bad_delta(call, delta):
     with pytest.raises(ValueError, match="delta must be"):
-        epsilon([DiscreteGaussianRelease(1.0)], delta=delta)
-    with pytest.raises(ValueError, match="delta must be"):
-        calibrate_sigma(1.0, delta=delta)
+        call(delta)
 
 
 @pytest.mark.parametrize("target", [0.0, -0.5, math.inf, math.nan])
@@ -283,20 +290,56 @@ def test_calibrate_rejects_bad_epsilon(target):
         calibrate_sigma(target, delta=DELTA)
 
 
-def test_rejects_bad_accountant_and_count():
-    with pytest.raises(ValueError, match="accountant must be one of"):
-        epsilon([DiscreteGaussianRelease(1.0)], delta=DELTA, accountant="moments")
-    with pytest.raises(ValueError, match="accountant must be one of"):
-        calibrate_sigma(1.0, delta=DELTA, accountant="zcdp")
-    with pytest.raises(ValueError, match="count must be an int >= 1"):
-        calibrate_sigma(1.0, delta=DELTA, count=0)
-    with pytest.raises(TypeError, match="DiscreteGaussianRelease"):
-        epsilon([1.0], delta=DELTA)
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        pytest.param(
+            lambda: epsilon([DiscreteGaussianRelease(1.0)], delta=DELTA, accountant="moments"),
+            ValueError,
+            "accountant must be one of",
+            id="epsilon_accountant",
+        ),
+        pytest.param(
+            lambda: calibrate_sigma(1.0, delta=DELTA, accountant="zcdp"),
+            ValueError,
+            "accountant must be one of",
+            id="calibrate_accountant",
+        ),
+        pytest.param(
+            lambda: calibrate_sigma(1.0, delta=DELTA, count=0),
+            ValueError,
+            "count must be an int >= 1",
+            id="calibrate_count",
+        ),
+        pytest.param(
+            lambda: epsilon([1.0], delta=DELTA),
+            TypeError,
+            "DiscreteGaussianRelease",
+            id="epsilon_of_a_float",
+        ),
+    ],
+)
+def test_rejects_bad_accountant_and_count(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
 
 
-def test_pld_refuses_tiny_noise_instead_of_exhausting_memory():
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(
+            lambda: epsilon(DiscreteGaussianRelease(0.05), delta=DELTA, accountant="pld"),
+            id="epsilon",
+        ),
+        pytest.param(
+            lambda: calibrate_sigma(500.0, delta=DELTA, accountant="pld"), id="calibrate_sigma"
+        ),
+    ],
+)
+def test_pld_refuses_tiny_noise_instead_of_exhausting_memory(call):
     with pytest.raises(ValueError, match="use accountant='rdp'"):
-        epsilon(DiscreteGaussianRelease(0.05), delta=DELTA, accountant="pld")
-    with pytest.raises(ValueError, match="use accountant='rdp'"):
-        calibrate_sigma(500.0, delta=DELTA, accountant="pld")
+        call()
+
+
+def test_rdp_accounts_tiny_noise_and_the_pmf_is_normalised_and_symmetric():
     assert epsilon(DiscreteGaussianRelease(0.05), delta=DELTA, accountant="rdp") > 100

@@ -317,13 +317,33 @@ def test_missing_debian_source_fails_clearly(monkeypatch, tmp_path):
         sources.fashion_mnist(tmp_path / "absent")
 
 
-def test_bad_arguments_raise():
-    with pytest.raises(ValueError, match="unknown domain"):
-        generate_domain("usps", "train", num=5, seed=0)
-    with pytest.raises(ValueError, match="split"):
-        generate_domain("mnist", "val", num=5, seed=0)
-    with pytest.raises(ValueError, match="out of range"):
-        generate_domain("optdigits", "train", num=5000, seed=0)
-    with pytest.raises(ValueError, match="num_test=0 is out of range for mnist"):
-        prepare_domain("mnist", data_dir="/nonexistent", num_train=10, num_test=0)
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        pytest.param(
+            lambda: generate_domain("usps", "train", num=5, seed=0),
+            "unknown domain",
+            id="unknown_domain",
+        ),
+        pytest.param(
+            lambda: generate_domain("mnist", "val", num=5, seed=0), "split", id="unknown_split"
+        ),
+        pytest.param(
+            lambda: generate_domain("optdigits", "train", num=5000, seed=0),
+            "out of range",
+            id="too_many_rows",
+        ),
+        pytest.param(
+            lambda: prepare_domain("mnist", data_dir="/nonexistent", num_train=10, num_test=0),
+            "num_test=0 is out of range for mnist",
+            id="no_test_rows",
+        ),
+    ],
+)
+def test_bad_arguments_raise(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_digit_domains_are_among_all_domains():
     assert set(DIGIT_DOMAINS) <= set(ALL_DOMAINS)

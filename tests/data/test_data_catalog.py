@@ -78,16 +78,29 @@ def _prepare(builder_cls, data_dir, config=None, file_format="array_record"):
     return builder
 
 
-def test_missing_catalog_dataset_fails_fast_without_network(tmp_path, no_network):
-    for dataset, config in [("svhn_cropped", None), ("domainnet", "clipart")]:
-        full = dataset if config is None else f"{dataset}/{config}"
-        with pytest.raises(CatalogDatasetMissingError, match=f"'{full}' is not prepared") as err:
-            prepared_version_dir(dataset, config, data_dir=tmp_path)
-        assert f"tfds build {full} --data_dir {tmp_path}" in str(err.value)
-    with pytest.raises(CatalogDatasetMissingError, match="'mnist' is not prepared"):
-        load_split("tfds_digits", "mnist", "ood", 0, data_dir=tmp_path)
-    with pytest.raises(CatalogDatasetMissingError, match="domainnet/clipart"):
-        load_split("domainnet", "clipart", "id", 0, data_dir=tmp_path)
+@pytest.mark.parametrize(
+    "dataset, config", [("svhn_cropped", None), ("domainnet", "clipart")], ids=["svhn", "domainnet"]
+)
+def test_missing_catalog_dataset_fails_fast_without_network(tmp_path, no_network, dataset, config):
+    full = dataset if config is None else f"{dataset}/{config}"
+    with pytest.raises(CatalogDatasetMissingError, match=f"'{full}' is not prepared") as err:
+        prepared_version_dir(dataset, config, data_dir=tmp_path)
+    assert f"tfds build {full} --data_dir {tmp_path}" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "source, domain, regime, match",
+    [
+        ("tfds_digits", "mnist", "ood", "'mnist' is not prepared"),
+        ("domainnet", "clipart", "id", "domainnet/clipart"),
+    ],
+    ids=["tfds_digits", "domainnet"],
+)
+def test_loading_a_missing_catalog_split_names_the_dataset(
+    tmp_path, no_network, source, domain, regime, match
+):
+    with pytest.raises(CatalogDatasetMissingError, match=match):
+        load_split(source, domain, regime, 0, data_dir=tmp_path)
 
 
 def test_catalog_without_array_record_explains_conversion(tmp_path, no_network):

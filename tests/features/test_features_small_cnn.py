@@ -59,9 +59,14 @@ def test_it_learns_the_labels(trained):
     assert accuracy >= 0.9, accuracy
 
 
-def test_bad_labels():
+@pytest.mark.parametrize(
+    "bad_labels, num_classes, match",
+    [
+        pytest.param(lambda y: y * 0 + 2, 2, r"labels must lie in \[0, 2\)", id="out_of_range"),
+        pytest.param(lambda y: y[:3], 3, "labels must be integers", id="too_few"),
+    ],
+)
+def test_bad_labels(bad_labels, num_classes, match):
     images, labels = _colour_task(n=8)
-    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\)"):
-        train_small_cnn(jax.random.key(0), images, labels * 0 + 2, num_classes=2)
-    with pytest.raises(ValueError, match="labels must be integers"):
-        train_small_cnn(jax.random.key(0), images, labels[:3], num_classes=3)
+    with pytest.raises(ValueError, match=match):
+        train_small_cnn(jax.random.key(0), images, bad_labels(labels), num_classes=num_classes)

@@ -160,12 +160,12 @@ def test_zip_byteorder_big_is_refused(tmp_path):
         load_torch_checkpoint(path)
 
 
-def _tensor_pickle(*, numel: int, size: int) -> bytes:
-    """Protocol-0 pickle of {'w': tensor of `size` over a FloatStorage of `numel`}."""
+def _tensor_pickle(*, numel: int, size: int, stride: int = 1) -> bytes:
+    """Protocol-0 pickle of {'w': tensor of `size` and `stride` over a FloatStorage of `numel`}."""
     return (
         b"(dS'w'\nctorch._utils\n_rebuild_tensor_v2\n("
         b"(S'storage'\nctorch\nFloatStorage\nS'0'\nS'cpu'\nI%d\ntQ"
-        b"I0\n(I%d\nt(I1\ntI00\nccollections\nOrderedDict\n(tRtRs." % (numel, size)
+        b"I0\n(I%d\nt(I%d\ntI00\nccollections\nOrderedDict\n(tRtRs." % (numel, size, stride)
     )
 
 
@@ -181,18 +181,22 @@ def test_hand_written_zip_checkpoint_loads(tmp_path):
     np.testing.assert_array_equal(load_torch_checkpoint(path)["w"], np.arange(4, dtype="f4"))
 
 
-def test_view_outside_storage_is_refused(tmp_path):
-    # A tensor that reaches past its storage must not read foreign memory.
-    path = tmp_path / "oob.pth"
-    _zip_with_storage(path, _tensor_pickle(numel=4, size=10), np.zeros(4))
-    with pytest.raises(UnsafeCheckpointError, match="reaches element 9 of a storage of 4"):
-        load_torch_checkpoint(path)
-
-
-def test_storage_size_mismatch_is_refused(tmp_path):
-    path = tmp_path / "short.pth"
-    _zip_with_storage(path, _tensor_pickle(numel=8, size=4), np.zeros(4))
-    with pytest.raises(UnsafeCheckpointError, match="has 16 bytes, expected 32"):
+@pytest.mark.parametrize(
+    "numel, size, stride, match",
+    [
+        # A tensor that reaches past its storage must not read foreign memory.
+        pytest.param(4, 10, 1, "reaches element 9 of a storage of 4", id="view_outside_storage"),
+        pytest.param(8, 4, 1, "has 16 bytes, expected 32", id="storage_size_mismatch"),
+        # size 10**9 with stride 0 would allocate gigabytes from a 4-element storage.
+        pytest.param(4, 10**9, 0, "more elements than its storage", id="broadcast_view"),
+    ],
+)
+def test_tensor_not_backed_by_its_4_element_storage_is_refused(
+    tmp_path, numel, size, stride, match
+):
+    path = tmp_path / "bad_view.pth"
+    _zip_with_storage(path, _tensor_pickle(numel=numel, size=size, stride=stride), np.zeros(4))
+    with pytest.raises(UnsafeCheckpointError, match=match):
         load_torch_checkpoint(path)
 
 
@@ -200,15 +204,6 @@ def test_build_cannot_modify_allowlisted_functions(tmp_path):
     path = tmp_path / "build.pth"
     _zip_file(path, b"ctorch._utils\n_rebuild_tensor_v2\n(dS'__defaults__'\n(I1\ntsb.")
     with pytest.raises(UnsafeCheckpointError, match="tries to modify _rebuild_tensor_v2"):
-        load_torch_checkpoint(path)
-
-
-def test_broadcast_view_is_refused(tmp_path):
-    # size 10**9 with stride 0 would allocate gigabytes from a 4-element storage.
-    path = tmp_path / "broadcast.pth"
-    data = _tensor_pickle(numel=4, size=10**9).replace(b"(I1\nt", b"(I0\nt")
-    _zip_with_storage(path, data, np.zeros(4))
-    with pytest.raises(UnsafeCheckpointError, match="more elements than its storage"):
         load_torch_checkpoint(path)
 
 

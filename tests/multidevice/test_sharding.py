@@ -4,20 +4,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from references import blobs
 
 from ecos_jax import coverage, kmeans, sharding
-
-
-def _blobs(seed, n, d, k):
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(k, d)) * 4
-    return (centers[rng.integers(0, k, n)] + rng.normal(size=(n, d))).astype(np.float32)
 
 
 @pytest.mark.parametrize("num_devices", [1, 2, 8])
 @pytest.mark.parametrize("n", [4000, 4001, 3997])  # even and uneven splits
 def test_sharded_kmeans_equals_single_device(num_devices, n):
-    x = jnp.asarray(_blobs(n, n, 12, 16))
+    x = jnp.asarray(blobs(n, n=n, dim=12, num_blobs=16, spread=4.0).points)
     mesh = sharding.make_mesh(num_devices)
     init = kmeans.kmeans_plusplus_init(jax.random.key(0), x, k=16)
     single = kmeans.kmeans(None, x, k=16, init=init, num_iters=30, tol=0.0, chunk_size=256)
@@ -31,7 +26,7 @@ def test_sharded_kmeans_equals_single_device(num_devices, n):
 
 
 def test_sharded_kmeans_reseeds_empty_clusters_like_single_device():
-    x = jnp.asarray(_blobs(1, 1003, 3, 4))
+    x = jnp.asarray(blobs(1, n=1003, dim=3, num_blobs=4, spread=4.0).points)
     init = jnp.repeat(x[:1], 4, axis=0)  # three clusters start empty
     single = kmeans.kmeans(None, x, k=4, init=init, num_iters=20, tol=0.0)
     sharded = sharding.sharded_kmeans(
@@ -42,7 +37,7 @@ def test_sharded_kmeans_reseeds_empty_clusters_like_single_device():
 
 
 def test_sharded_kmeans_with_weights_and_keyed_seeding():
-    x = jnp.asarray(_blobs(2, 2501, 5, 6))
+    x = jnp.asarray(blobs(2, n=2501, dim=5, num_blobs=6, spread=4.0).points)
     w = jnp.asarray(np.random.default_rng(0).uniform(0.5, 2.0, 2501), jnp.float32)
     single = kmeans.kmeans(jax.random.key(4), x, k=6, weights=w, tol=0.0, num_iters=15)
     sharded = sharding.sharded_kmeans(
@@ -53,7 +48,7 @@ def test_sharded_kmeans_with_weights_and_keyed_seeding():
 
 
 def test_sharded_assignment_equals_single_device():
-    x = jnp.asarray(_blobs(3, 1999, 7, 9))
+    x = jnp.asarray(blobs(3, n=1999, dim=7, num_blobs=9, spread=4.0).points)
     c = x[:9]
     a1, d1 = kmeans.assign_to_centroids(x, c, chunk_size=100)
     a8, d8 = sharding.sharded_assign_to_centroids(x, c, mesh=sharding.make_mesh(8), chunk_size=100)
@@ -74,7 +69,7 @@ def test_sharded_assignment_equals_single_device():
     ],
 )
 def test_sharded_coverage_equals_single_device(kwargs):
-    feats = jnp.asarray(_blobs(5, 1237, 6, 10))
+    feats = jnp.asarray(blobs(5, n=1237, dim=6, num_blobs=10, spread=4.0).points)
     cents = feats[:10] + 0.1
     single = coverage.coverage_scores(feats, cents, **kwargs)
     sharded = sharding.sharded_coverage_scores(feats, cents, mesh=sharding.make_mesh(8), **kwargs)
