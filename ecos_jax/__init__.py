@@ -2,111 +2,81 @@
 
 The cloud clusters its pool features and sends the centroids; the client answers with
 differentially private coverage scores, one number per centroid; the cloud selects a
-proximal and diverse subset of its pool. Sub-packages `ecos_jax.data` (the offline
-benchmark) and `ecos_jax.features` (pretrained extractors) are imported on demand.
+proximal and diverse subset of its pool.
+
+The package exports its algorithm modules (`ecos_jax.kmeans`, `coverage`, `sampling`, ...)
+and the protocol-level names below. The sub-packages `ecos_jax.data` (the offline
+benchmark; needs the `data` extra), `features` (pretrained extractors), `models`, `tasks`
+and `train`, and the modules `audit` (needs the `audit` extra) and `feature_benchmark`
+are imported on demand.
 
 References:
   Hong, Lyu, Zhou, Spranger. "Outsourcing Training without Uploading Data via
   Efficient Collaborative Open-Source Sampling." NeurIPS 2022. arXiv:2210.12575.
 """
 
-from ecos_jax import noise
-from ecos_jax.coverage import (
-    CoverageScores,
-    coverage_scores,
-    coverage_sensitivity,
-    radius_scores,
-    top_m_scores,
-    voronoi_scores,
+from ecos_jax import (
+    baselines,
+    canonical,
+    costs,
+    coverage,
+    distances,
+    k_center,
+    keys,
+    kmeans,
+    messages,
+    metrics,
+    noise,
+    privacy,
+    protocol,
+    roles,
+    sampling,
+    selection,
+    sharding,
+    synthetic,
+    votes,
 )
-from ecos_jax.distances import normalize_rows, pairwise_distance, sq_euclidean
-
-# The function `kmeans` is not re-exported: it would shadow the module `ecos_jax.kmeans`.
-from ecos_jax.kmeans import KMeansResult, assign_to_centroids, kmeans_plusplus_init
-from ecos_jax.metrics import id_fraction, proximity
-from ecos_jax.privacy import (
-    DiscreteGaussianRelease,
-    PrivacyLedger,
-    calibrate_sigma,
-    epsilon,
-    epsilons,
-    privatize,
-)
-from ecos_jax.protocol import (
-    CentroidsMessage,
-    Client,
-    Cloud,
-    PrivacyReport,
-    ProtocolResult,
-    ScoresMessage,
-    Transcript,
-    client_respond,
-    comparison_bytes,
-    privacy_report,
-    run_protocol,
-)
-from ecos_jax.sampling import (
-    allocate_budget,
-    ecos_select,
-    filter_scores,
-    full_pool_select,
-    greedy_k_center,
-    k_center_select,
-    oracle_select,
-    random_select,
-)
-from ecos_jax.sharding import (
-    make_mesh,
-    sharded_assign_to_centroids,
-    sharded_coverage_scores,
-    sharded_kmeans,
-)
+from ecos_jax.coverage import CoverageScores
+from ecos_jax.messages import CentroidsMessage, ScoresMessage
+from ecos_jax.privacy import DiscreteGaussianRelease, calibrate_sigma, epsilons, privatize
+from ecos_jax.protocol import ecos_round, run_protocol
+from ecos_jax.roles import Client, Cloud, client_respond
+from ecos_jax.sampling import ecos_select
 
 __version__ = "0.1.0"
 
 __all__ = [
+    # The protocol: its two messages, its two roles, one round.
     "CentroidsMessage",
     "Client",
     "Cloud",
     "CoverageScores",
     "DiscreteGaussianRelease",
-    "KMeansResult",
-    "PrivacyLedger",
-    "PrivacyReport",
-    "ProtocolResult",
     "ScoresMessage",
-    "Transcript",
-    "allocate_budget",
-    "assign_to_centroids",
+    "baselines",
     "calibrate_sigma",
+    "canonical",
     "client_respond",
-    "comparison_bytes",
-    "coverage_scores",
-    "coverage_sensitivity",
+    "costs",
+    "coverage",
+    "distances",
+    "ecos_round",
     "ecos_select",
-    "epsilon",
     "epsilons",
-    "filter_scores",
-    "full_pool_select",
-    "greedy_k_center",
-    "id_fraction",
-    "k_center_select",
-    "kmeans_plusplus_init",
-    "make_mesh",
+    "k_center",
+    "keys",
+    "kmeans",
+    "messages",
+    "metrics",
     "noise",
-    "normalize_rows",
-    "oracle_select",
-    "pairwise_distance",
-    "privacy_report",
+    "privacy",
     "privatize",
-    "proximity",
-    "radius_scores",
-    "random_select",
+    "protocol",
+    "roles",
     "run_protocol",
-    "sharded_assign_to_centroids",
-    "sharded_coverage_scores",
-    "sharded_kmeans",
-    "sq_euclidean",
-    "top_m_scores",
-    "voronoi_scores",
+    "sampling",
+    "selection",
+    "sharding",
+    "synthetic",
+    "votes",
 ]
