@@ -1,12 +1,18 @@
 # The two commands of the README: `make main` and `make test`.
 PY := .venv/bin/python
 export PYTHONHASHSEED := 0
+LINT_PATHS := ecos_jax experiments tests
+# pytest's own addopts (pyproject) deselect slow tests and skip tests/multidevice.
+PYTEST_PLAIN := -p no:cacheprovider --timeout=900 -o addopts="-ra --strict-markers"
 
-.PHONY: install install-test main test test-fast test-multidevice test-slow bench lint notebooks evidence
+.PHONY: install install-test main test lint test-unit test-doctest test-multidevice test-slow \
+	bench evidence notebooks
 
+## Installs the library with the `experiments` extra (data, audit, entry points) into .venv.
 install:
 	@bash scripts/install.sh
 
+## Installs the library with the `test` extra (experiments + notebooks + pytest, ruff, ...).
 install-test:
 	@bash scripts/install.sh --test
 
@@ -15,12 +21,24 @@ main: install
 	$(PY) -m experiments.selective_labeling --workdir=workdir/selective_labeling
 
 ## The whole default test suite (what CI runs): lint, unit tests, docstring examples, multi-device tests.
-test: install-test
-	$(PY) -m ruff check ecos_jax experiments tests
-	$(PY) -m ruff format --check ecos_jax experiments tests
+test: lint test-unit test-doctest test-multidevice
+
+## ruff check and ruff format --check (configured in pyproject.toml).
+lint: install-test
+	$(PY) -m ruff check $(LINT_PATHS)
+	$(PY) -m ruff format --check $(LINT_PATHS)
+
+## The unit tests (slow tests deselected; tests/multidevice excluded), on 2 workers.
+test-unit: install-test
 	$(PY) -m pytest -n 2 --timeout=900 tests
-	$(PY) -m pytest -p no:cacheprovider --timeout=900 --doctest-modules ecos_jax -o addopts="-ra --strict-markers"
-	JAX_NUM_CPU_DEVICES=8 $(PY) -m pytest -p no:cacheprovider --timeout=900 tests/multidevice -o addopts="-ra --strict-markers"
+
+## The docstring examples of the library.
+test-doctest: install-test
+	$(PY) -m pytest $(PYTEST_PLAIN) --doctest-modules ecos_jax
+
+## The mesh tests, in their own process with 8 fake CPU devices.
+test-multidevice: install-test
+	JAX_NUM_CPU_DEVICES=8 $(PY) -m pytest $(PYTEST_PLAIN) tests/multidevice
 
 ## Slow tests (benchmark-scale KMeans vs scikit-learn, full-size data builds): not in CI.
 test-slow: install-test
@@ -30,5 +48,14 @@ test-slow: install-test
 evidence: install
 	PYTHON=$(PY) bash scripts/run_evidence.sh workdir/evidence
 
+## KMeans vs faiss vs scikit-learn (docs/benchmarks.md).
 bench: install-test
 	$(PY) -m experiments.bench_kmeans
+
+## Executes the notebooks in place on their default inputs: results.ipynb reads the committed
+## results/, sampling_quality.ipynb the output of `experiments.sampling_quality` (run first).
+## The kernels run in notebooks/; PYTHONPATH lets them import `experiments` from the root.
+NOTEBOOKS := notebooks/results.ipynb notebooks/sampling_quality.ipynb
+notebooks: install-test
+	$(PY) -m experiments.sampling_quality --workdir=workdir/sampling_quality
+	PYTHONPATH=$(CURDIR) .venv/bin/jupyter-execute --inplace --timeout=600 $(NOTEBOOKS)

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Installs everything ecos_jax needs into ./.venv (idempotent; re-runs only when the
-# dependency files change). Usage: scripts/install.sh [--test]
+# Installs ecos_jax into ./.venv with the extras a make target needs (idempotent; re-runs
+# only when the dependency files or the extras change).
+# Usage: scripts/install.sh [--test | EXTRAS]   (default `experiments`; --test = `test`;
+# EXTRAS is a comma-separated list of pyproject extras, e.g. `experiments,cuda12`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
-extras=""
-[[ "${1:-}" == "--test" ]] && extras="[test]"
+case "${1:-}" in
+  "") extras="[experiments]" ;;
+  --test) extras="[test]" ;;
+  *) extras="[$1]" ;;
+esac
 
 # Debian packages: a data domain (Fashion-MNIST) and extra font families for rendered digits.
 DEB_PKGS="dataset-fashion-mnist fonts-dejavu fonts-liberation fonts-freefont-ttf fonts-noto-core fonts-urw-base35 fonts-croscore fonts-crosextra-carlito fonts-crosextra-caladea fonts-roboto fonts-cantarell fonts-lato fonts-open-sans"
