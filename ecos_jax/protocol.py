@@ -29,33 +29,15 @@ import numpy as np
 from ecos_jax import coverage, noise, privacy, sampling
 from ecos_jax._validate import check_key, positive_finite
 from ecos_jax.distances import Metric
-
-# The messages and roles are the protocol's vocabulary: re-exported for `protocol.X`.
-from ecos_jax.messages import (
-    CentroidsMessage,
-    ComparisonBytes,
-    ScoresMessage,
-    Transcript,
-    TranscriptEntry,
-    comparison_bytes,
-)
-from ecos_jax.roles import Client, Cloud, client_respond
+from ecos_jax.messages import ScoresMessage, Transcript
+from ecos_jax.roles import Cloud, client_respond
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
-    "CentroidsMessage",
-    "Client",
-    "Cloud",
-    "ComparisonBytes",
     "EcosRound",
     "PrivacyReport",
     "ProtocolResult",
-    "ScoresMessage",
-    "Transcript",
-    "TranscriptEntry",
     "check_noise_key_is_the_clients",
-    "client_respond",
-    "comparison_bytes",
     "ecos_round",
     "privacy_report",
     "run_protocol",

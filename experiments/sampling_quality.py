@@ -42,20 +42,9 @@ def get_features(config) -> tuple[synthetic.FeatureBenchmark, str]:
     source = config.data.source
     if source == "synthetic":
         syn = config.data.synthetic
-        bench = synthetic.make_feature_benchmark(
-            jax.random.key(syn.seed),
-            num_domains=syn.num_domains,
-            num_classes=syn.num_classes,
-            dim=syn.dim,
-            per_domain=syn.per_domain,
-            client_domain=syn.client_domain,
-            regime=syn.regime,
-            client_fraction=syn.client_fraction,
-            class_scale=syn.class_scale,
-            domain_shift=syn.domain_shift,
-            style_strength=syn.style_strength,
-            noise_std=syn.noise_std,
-        )
+        # Every field but the seed is an argument of the benchmark, under its own name.
+        settings = {name: value for name, value in syn.items() if name != "seed"}
+        bench = synthetic.make_feature_benchmark(jax.random.key(syn.seed), **settings)
         about = (
             f"SYNTHETIC Gaussian-mixture features ({syn.num_domains} domains × "
             f"{syn.num_classes} classes, d={syn.dim}), regime {syn.regime}, client domain "

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from ecos_jax import coverage, messages, noise, privacy, protocol
+from ecos_jax import coverage, messages, noise, privacy, protocol, roles
 from ecos_jax.keys import named_key
 
 
@@ -74,7 +74,7 @@ def test_released_noise_is_drawn_from_the_clients_key_not_the_clouds():
     run = lambda key: protocol.run_protocol(
         cloud_key, pool, client, randomness=noise.simulation(key), **args
     )
-    centroids = protocol.Cloud(pool).broadcast(cloud_key, num_clusters=12, num_iters=20)
+    centroids = roles.Cloud(pool).broadcast(cloud_key, num_clusters=12, num_iters=20)
     residual = (
         run(client_key).scores.scores - coverage.voronoi_scores(client, centroids.centroids).counts
     )
@@ -97,9 +97,9 @@ def test_released_noise_is_scaled_by_the_sensitivity(method, kwargs, votes):
     rng = np.random.default_rng(0)
     centroids = rng.normal(size=(6000, 3)).astype(np.float32)
     client = rng.normal(size=(40, 3)).astype(np.float32)
-    msg = protocol.CentroidsMessage(centroids)
+    msg = messages.CentroidsMessage(centroids)
     sigma = 1.5
-    out = protocol.client_respond(
+    out = roles.client_respond(
         msg, client, sigma=sigma, method=method, randomness=_sim(1), **kwargs
     )
     counts = coverage.coverage_scores(client, centroids, method=method, **kwargs).counts
@@ -112,7 +112,7 @@ def test_released_noise_is_scaled_by_the_sensitivity(method, kwargs, votes):
 
 
 def test_client_respond_signature_and_output():
-    params = inspect.signature(protocol.client_respond).parameters
+    params = inspect.signature(roles.client_respond).parameters
     names = list(params)
     assert names[:2] == ["message", "client_features"]
     assert all(
@@ -120,30 +120,30 @@ def test_client_respond_signature_and_output():
         for p in list(params.values())[2:]
     )
     pool, client = _data(seed=2)
-    msg = protocol.Cloud(pool).broadcast(jax.random.key(0), num_clusters=5, num_iters=10)
-    out = protocol.client_respond(msg, client, sigma=5.0)
-    assert isinstance(out, protocol.ScoresMessage)
+    msg = roles.Cloud(pool).broadcast(jax.random.key(0), num_clusters=5, num_iters=10)
+    out = roles.client_respond(msg, client, sigma=5.0)
+    assert isinstance(out, messages.ScoresMessage)
     assert out.scores.dtype == np.int64 and out.scores.shape == (5,)
     assert out.randomness == "secure"
-    sim = protocol.client_respond(msg, client, sigma=5.0, randomness=_sim(1))
+    sim = roles.client_respond(msg, client, sigma=5.0, randomness=_sim(1))
     assert sim.randomness == "simulation"
     np.testing.assert_array_equal(
-        sim.scores, protocol.client_respond(msg, client, sigma=5.0, randomness=_sim(1)).scores
+        sim.scores, roles.client_respond(msg, client, sigma=5.0, randomness=_sim(1)).scores
     )
     with pytest.raises(TypeError, match="CentroidsMessage"):
-        protocol.client_respond(msg.centroids, client, sigma=1.0)
+        roles.client_respond(msg.centroids, client, sigma=1.0)
     with pytest.raises(TypeError, match="takes no key"):
-        protocol.client_respond(jax.random.key(1), client, sigma=1.0)
+        roles.client_respond(jax.random.key(1), client, sigma=1.0)
     with pytest.raises(TypeError, match=r"simulation\(key\)"):
-        protocol.client_respond(msg, client, sigma=1.0, randomness=jax.random.key(1))
+        roles.client_respond(msg, client, sigma=1.0, randomness=jax.random.key(1))
 
 
 def test_client_role_matches_client_respond_and_draws_fresh_noise():
     pool, client_x = _data(seed=3)
-    msg = protocol.Cloud(pool).broadcast(jax.random.key(0), num_clusters=6, num_iters=10)
-    client = protocol.Client(client_x, sigma=2.0, method="top_m", m=2, randomness=_sim(4))
+    msg = roles.Cloud(pool).broadcast(jax.random.key(0), num_clusters=6, num_iters=10)
+    client = roles.Client(client_x, sigma=2.0, method="top_m", m=2, randomness=_sim(4))
     first, second = client.respond(msg), client.respond(msg)
-    want = protocol.client_respond(
+    want = roles.client_respond(
         msg,
         client_x,
         sigma=2.0,
@@ -153,7 +153,7 @@ def test_client_role_matches_client_respond_and_draws_fresh_noise():
     )
     np.testing.assert_array_equal(first.scores, want.scores)
     assert not np.array_equal(first.scores, second.scores)  # never the same noise twice
-    want_second = protocol.client_respond(
+    want_second = roles.client_respond(
         msg,
         client_x,
         sigma=2.0,
@@ -162,25 +162,25 @@ def test_client_role_matches_client_respond_and_draws_fresh_noise():
         randomness=noise.simulation(named_key(jax.random.key(4), "response/1")),
     )
     np.testing.assert_array_equal(second.scores, want_second.scores)
-    assert protocol.Client(client_x, sigma=2.0).respond(msg).randomness == "secure"
+    assert roles.Client(client_x, sigma=2.0).respond(msg).randomness == "secure"
     with pytest.raises(ValueError, match="sigma"):
-        protocol.Client(client_x, sigma=0.0)
+        roles.Client(client_x, sigma=0.0)
 
 
 def test_messages_and_transcript_validate():
     m = messages.CentroidsMessage(np.ones((3, 4), np.float64))
     assert m.centroids.dtype == np.float32 and m.num_bytes == 48
-    s = protocol.ScoresMessage(np.array([1, -2, 3]))
+    s = messages.ScoresMessage(np.array([1, -2, 3]))
     assert s.scores.dtype == np.int64 and s.num_bytes == 24 and s.randomness == "secure"
     with pytest.raises(ValueError, match="2-D"):
-        protocol.CentroidsMessage(np.ones(3))
+        messages.CentroidsMessage(np.ones(3))
     with pytest.raises(ValueError, match="finite in float32"):
-        protocol.CentroidsMessage(np.full((2, 2), 1e39))  # finite in float64, inf in float32
+        messages.CentroidsMessage(np.full((2, 2), 1e39))  # finite in float64, inf in float32
     with pytest.raises(ValueError, match="integers"):
-        protocol.ScoresMessage(np.array([1.0, 2.0]))
+        messages.ScoresMessage(np.array([1.0, 2.0]))
     with pytest.raises(ValueError, match="randomness"):
-        protocol.ScoresMessage(np.array([1, 2]), randomness="dice")
-    t = protocol.Transcript()
+        messages.ScoresMessage(np.array([1, 2]), randomness="dice")
+    t = messages.Transcript()
     t.record("down", m)
     t.record("up", s)
     assert (t.bytes_down, t.bytes_up, t.total_bytes) == (48, 24, 72)
@@ -199,12 +199,12 @@ def test_messages_and_transcript_validate():
 
 def test_cloud_errors():
     pool, _ = _data()
-    cloud = protocol.Cloud(pool)
+    cloud = roles.Cloud(pool)
     with pytest.raises(ValueError, match="broadcast first"):
-        cloud.select(protocol.ScoresMessage(np.ones(4, np.int64)), budget=3)
+        cloud.select(messages.ScoresMessage(np.ones(4, np.int64)), budget=3)
     cloud.broadcast(jax.random.key(0), num_clusters=4, num_iters=5)
     with pytest.raises(ValueError, match="4 centroids"):
-        cloud.select(protocol.ScoresMessage(np.ones(5, np.int64)), budget=3)
+        cloud.select(messages.ScoresMessage(np.ones(5, np.int64)), budget=3)
     with pytest.raises(TypeError, match="ScoresMessage"):
         cloud.select(np.ones(4), budget=3)
     with pytest.raises(ValueError, match="num_clusters"):
@@ -218,11 +218,11 @@ def test_cosine_cloud_clusters_directions_not_magnitudes():
     pool, _ = _data(seed=4)
     scales = np.random.default_rng(0).uniform(0.1, 10.0, size=(len(pool), 1)).astype(np.float32)
     key = jax.random.key(3)
-    a = protocol.Cloud(pool, metric="cosine").broadcast(key, num_clusters=6, num_iters=20)
-    b = protocol.Cloud(pool * scales, metric="cosine").broadcast(key, num_clusters=6, num_iters=20)
+    a = roles.Cloud(pool, metric="cosine").broadcast(key, num_clusters=6, num_iters=20)
+    b = roles.Cloud(pool * scales, metric="cosine").broadcast(key, num_clusters=6, num_iters=20)
     np.testing.assert_allclose(a.centroids, b.centroids, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(a.centroids, axis=1), 1.0, atol=0.2)
-    plain = protocol.Cloud(pool * scales).broadcast(key, num_clusters=6, num_iters=20)
+    plain = roles.Cloud(pool * scales).broadcast(key, num_clusters=6, num_iters=20)
     assert not np.allclose(
         plain.centroids / np.linalg.norm(plain.centroids, axis=1, keepdims=True),
         a.centroids,
@@ -249,7 +249,7 @@ def test_threshold_is_a_multiple_of_the_noise_scale_sigma_times_delta():
     t = probe / (2 * sigma) + 1e-3
     res = protocol.run_protocol(jax.random.key(1), pool, client, threshold_multiple=t, **kwargs)
     np.testing.assert_array_equal(res.scores.scores, scores)  # same keys, same release
-    cloud = protocol.Cloud(pool)
+    cloud = roles.Cloud(pool)
     cloud.broadcast(jax.random.key(1), num_clusters=10, num_iters=15)
     want = cloud.select(res.scores, budget=40, threshold=t * 2 * sigma)
     np.testing.assert_array_equal(res.indices, want)
@@ -288,7 +288,7 @@ def test_privacy_report_follows_delta_and_the_method():
 def test_comparison_bytes():
     got = messages.comparison_bytes(np.zeros((10, 4), np.float32), np.zeros((100, 4), np.uint8))
     assert got == messages.ComparisonBytes(upload_client_data=160, download_pool_data=400)
-    assert protocol.comparison_bytes is messages.comparison_bytes  # re-exported
+    assert messages.comparison_bytes is messages.comparison_bytes  # re-exported
 
 
 def test_run_protocol_is_one_round_then_one_selection():
@@ -333,7 +333,7 @@ def test_the_round_uses_one_chunk_size_everywhere():
     kwargs = dict(sigma=3.0, num_clusters=6, kmeans_iters=10, randomness=_sim(3))
     ecos = protocol.ecos_round(jax.random.key(0), pool, client, chunk_size=64, **kwargs)
     assert ecos.cloud.chunk_size == 64
-    assert protocol.Cloud(pool).chunk_size == protocol.DEFAULT_CHUNK_SIZE
+    assert roles.Cloud(pool).chunk_size == protocol.DEFAULT_CHUNK_SIZE
     default = protocol.ecos_round(jax.random.key(0), pool, client, **kwargs)
     np.testing.assert_array_equal(
         protocol.select_from_round(ecos, budget=40), protocol.select_from_round(default, budget=40)

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from ecos_jax import coverage, noise, privacy, protocol, selection, synthetic
+from ecos_jax import coverage, messages, noise, privacy, protocol, selection, synthetic
 from ecos_jax.keys import named_key
 
 
@@ -67,7 +67,7 @@ def test_ecos_cost_is_the_release_epsilon(bench):
     eps = privacy.epsilons([privacy.DiscreteGaussianRelease(noise_multiplier=5.0)], delta=1e-5)
     assert cost.epsilon_rdp == pytest.approx(eps["rdp"])
     assert cost.epsilon_pld == pytest.approx(eps["pld"])
-    assert isinstance(ecos.transcript, protocol.Transcript)
+    assert isinstance(ecos.transcript, messages.Transcript)
 
 
 def test_same_seed_same_selection_and_other_seed_differs(bench):

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ecos_jax import baselines, kmeans, noise, protocol, train
+from ecos_jax import baselines, kmeans, noise, protocol, roles, train
 from ecos_jax._validate import as_real_array, check_key
 from ecos_jax.keys import named_key
 
@@ -19,7 +19,7 @@ X = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
         lambda key: kmeans.kmeans_plusplus_init(key, X, k=3),
         lambda key: baselines.random_select(key, 40, budget=5),
         lambda key: baselines.k_center_select(key, X, budget=5),
-        lambda key: protocol.Cloud(X).broadcast(key, num_clusters=3),
+        lambda key: roles.Cloud(X).broadcast(key, num_clusters=3),
         lambda key: protocol.run_protocol(key, X, X[:5], num_clusters=3, budget=4, sigma=1.0),
         lambda key: noise.simulation(key),
         lambda key: named_key(key, "a"),
