@@ -94,22 +94,22 @@ def clusters_per_chunk(padded_size: int, dim: int) -> int:
     return max(1, min(MAX_CLUSTERS_PER_CHUNK, fit))
 
 
-def _point_dissimilarity(x_CxD: jax.Array, sq_C: jax.Array, p_D: jax.Array, metric: str):
+def _point_dissimilarity(x_PxD: jax.Array, sq_P: jax.Array, p_D: jax.Array, metric: str):
     """Monotone distance from every row to one point: squared L2, or `1 - cos`.
 
     One matrix-vector product per call (4x faster than forming `x - p` on CPU); for
-    cosine the rows and the point must be unit-norm and `sq_C` is unused.
+    cosine the rows and the point must be unit-norm and `sq_P` is unused.
     """
-    xp_C = jnp.matmul(x_CxD, p_D, precision=PRECISION)
+    xp_P = jnp.matmul(x_PxD, p_D, precision=PRECISION)
     if metric == "l2":
-        return jnp.maximum(sq_C - 2.0 * xp_C + jnp.sum(p_D * p_D), 0.0)
-    return jnp.clip(1.0 - xp_C, 0.0, 2.0)
+        return jnp.maximum(sq_P - 2.0 * xp_P + jnp.sum(p_D * p_D), 0.0)
+    return jnp.clip(1.0 - xp_P, 0.0, 2.0)
 
 
 def _farthest_point_loop(
-    x_CxD: jax.Array,
-    mask_C: jax.Array,
-    init_min_C: jax.Array,
+    x_PxD: jax.Array,
+    mask_P: jax.Array,
+    init_min_P: jax.Array,
     *,
     num_select: int,
     metric: str,
@@ -117,47 +117,47 @@ def _farthest_point_loop(
 ) -> KCenterResult:
     """Greedy farthest-point picks from a running min-distance vector (one pass per pick).
 
-    `init_min_C` and the running minimum are in `_point_dissimilarity` units. With
+    `init_min_P` and the running minimum are in `_point_dissimilarity` units. With
     `num_steps` (traced) only that many picks are made; the rest stay -1 / False.
     """
-    sq_C = jnp.sum(x_CxD * x_CxD, axis=-1)
+    sq_P = jnp.sum(x_PxD * x_PxD, axis=-1)
     # Picked and masked-out rows sit at -inf, so argmax never returns them while a valid
     # row is left.
-    min_C = jnp.where(mask_C, init_min_C.astype(jnp.float32), -jnp.inf)
+    min_P = jnp.where(mask_P, init_min_P.astype(jnp.float32), -jnp.inf)
     idx_S = jnp.full((num_select,), -1, dtype=jnp.int32)
     valid_S = jnp.zeros((num_select,), dtype=bool)
 
     def body(i, carry):
-        min_C, idx_S, valid_S = carry
-        j = jnp.argmax(min_C)
-        ok = min_C[j] > -jnp.inf
-        d_C = _point_dissimilarity(x_CxD, sq_C, x_CxD[j], metric)
-        min_C = jnp.where(ok, jnp.minimum(min_C, d_C), min_C).at[j].set(-jnp.inf)
+        min_P, idx_S, valid_S = carry
+        j = jnp.argmax(min_P)
+        ok = min_P[j] > -jnp.inf
+        d_P = _point_dissimilarity(x_PxD, sq_P, x_PxD[j], metric)
+        min_P = jnp.where(ok, jnp.minimum(min_P, d_P), min_P).at[j].set(-jnp.inf)
         idx_S = idx_S.at[i].set(jnp.where(ok, j, -1).astype(jnp.int32))
         valid_S = valid_S.at[i].set(ok)
-        return min_C, idx_S, valid_S
+        return min_P, idx_S, valid_S
 
     upper = num_select if num_steps is None else jnp.minimum(num_steps, num_select)
-    _, idx_S, valid_S = jax.lax.fori_loop(0, upper, body, (min_C, idx_S, valid_S))
+    _, idx_S, valid_S = jax.lax.fori_loop(0, upper, body, (min_P, idx_S, valid_S))
     return KCenterResult(indices=idx_S, valid=valid_S)
 
 
-def _k_center_picks(x_CxD, mask_C, seed_point_D, *, num_select, metric, num_steps=None):
+def _k_center_picks(x_PxD, mask_P, seed_point_D, *, num_select, metric, num_steps=None):
     """`greedy_k_center`'s computation on checked inputs (vmappable; seed may be None)."""
-    x_CxD = x_CxD.astype(jnp.float32)
+    x_PxD = x_PxD.astype(jnp.float32)
     if metric == "cosine":
-        x_CxD = normalize_rows(x_CxD)
+        x_PxD = normalize_rows(x_PxD)
     if seed_point_D is None:
-        init_C = jnp.full((x_CxD.shape[0],), jnp.inf, dtype=jnp.float32)
+        init_P = jnp.full((x_PxD.shape[0],), jnp.inf, dtype=jnp.float32)
     else:
         p_D = seed_point_D.astype(jnp.float32)
         if metric == "cosine":
             p_D = normalize_rows(p_D[None, :])[0]
-        init_C = _point_dissimilarity(x_CxD, jnp.sum(x_CxD * x_CxD, axis=-1), p_D, metric)
+        init_P = _point_dissimilarity(x_PxD, jnp.sum(x_PxD * x_PxD, axis=-1), p_D, metric)
     return _farthest_point_loop(
-        x_CxD,
-        mask_C.astype(bool),
-        init_C,
+        x_PxD,
+        mask_P.astype(bool),
+        init_P,
         num_select=num_select,
         metric=metric,
         num_steps=num_steps,
@@ -166,8 +166,8 @@ def _k_center_picks(x_CxD, mask_C, seed_point_D, *, num_select, metric, num_step
 
 @functools.partial(jax.jit, static_argnames=("num_select", "metric"))
 def greedy_k_center(
-    features_CxD: jax.Array,
-    mask_C: jax.Array,
+    features_PxD: jax.Array,
+    mask_P: jax.Array,
     *,
     num_select: int,
     seed_point_D: jax.Array | None = None,
@@ -183,9 +183,9 @@ def greedy_k_center(
     so that one compile serves many sets.
 
     Args:
-      features_CxD: candidate features, shape [C, D].
-      mask_C: bool [C]; False rows (padding) are never picked.
-      num_select: number of picks (static), `1 <= num_select <= C`.
+      features_PxD: candidate features, shape [P, D].
+      mask_P: bool [P]; False rows (padding) are never picked.
+      num_select: number of picks (static), `1 <= num_select <= P`.
       seed_point_D: optional point [D] treated as an already-chosen center.
       metric: `'l2'` (Euclidean) or `'cosine'` (`1 - cos`).
 
@@ -198,16 +198,16 @@ def greedy_k_center(
       ICLR 2018 (k-center greedy).
     """
     check_metric(metric)
-    if features_CxD.ndim != 2:
-        raise ValueError(f"features_CxD must be 2-D [C, D], got shape {features_CxD.shape}.")
-    num_rows, dim = features_CxD.shape
-    if mask_C.shape != (num_rows,):
-        raise ValueError(f"mask_C must have shape ({num_rows},), got {mask_C.shape}.")
+    if features_PxD.ndim != 2:
+        raise ValueError(f"features_PxD must be 2-D [P, D], got shape {features_PxD.shape}.")
+    num_rows, dim = features_PxD.shape
+    if mask_P.shape != (num_rows,):
+        raise ValueError(f"mask_P must have shape ({num_rows},), got {mask_P.shape}.")
     if not 1 <= num_select <= num_rows:
         raise ValueError(f"num_select must be in [1, {num_rows}] (the rows), got {num_select}.")
     if seed_point_D is not None and seed_point_D.shape != (dim,):
         raise ValueError(f"seed_point_D must have shape ({dim},), got {seed_point_D.shape}.")
-    return _k_center_picks(features_CxD, mask_C, seed_point_D, num_select=num_select, metric=metric)
+    return _k_center_picks(features_PxD, mask_P, seed_point_D, num_select=num_select, metric=metric)
 
 
 @functools.partial(jax.jit, static_argnames=("metric",))

@@ -83,7 +83,7 @@ def test_greedy_k_center_errors():
     x = jnp.zeros((4, 2))
     with pytest.raises(ValueError, match="num_select"):
         k_center.greedy_k_center(x, jnp.ones(4, bool), num_select=5)
-    with pytest.raises(ValueError, match="mask_C"):
+    with pytest.raises(ValueError, match="mask_P"):
         k_center.greedy_k_center(x, jnp.ones(3, bool), num_select=2)
     with pytest.raises(ValueError, match="seed_point_D"):
         k_center.greedy_k_center(x, jnp.ones(4, bool), num_select=2, seed_point_D=jnp.zeros(3))
