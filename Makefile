@@ -52,10 +52,7 @@ evidence: install
 bench: install-test
 	$(PY) -m experiments.bench_kmeans
 
-## Executes the notebooks in place on their default inputs: results.ipynb reads the committed
-## results/, sampling_quality.ipynb the output of `experiments.sampling_quality` (run first).
-## The kernels run in notebooks/; PYTHONPATH lets them import `experiments` from the root.
-NOTEBOOKS := notebooks/results.ipynb notebooks/sampling_quality.ipynb
+## Executes the notebooks in place on the committed results/ (results/selective_labeling/sweep,
+## results/sampling_quality), without timings, as they are committed.
 notebooks: install-test
-	$(PY) -m experiments.sampling_quality --workdir=workdir/sampling_quality
-	PYTHONPATH=$(CURDIR) .venv/bin/jupyter-execute --inplace --timeout=600 $(NOTEBOOKS)
+	$(PY) scripts/execute_notebooks.py
