@@ -20,7 +20,6 @@ References:
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ecos_jax import feature_benchmark, noise, selection, tasks
-from experiments import common
+from experiments import artefacts, common
 
 _DEFAULT_CONFIG = str(Path(__file__).resolve().parent / "configs" / "knn_label_quality.py")
 
@@ -91,9 +90,7 @@ def check_config(config) -> list[Space]:
 def run(config, workdir) -> dict[str, Any]:
     """Runs the study, writes its artefacts to `workdir`, returns the summary."""
     spaces = check_config(config)
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    common.atomic_write(workdir / "config.json", config.to_json(indent=2) + "\n")
+    workdir = artefacts.open_workdir(config, workdir)
     budget = int(config.budget)
     vote_sigmas = {
         float(e): 0.0
@@ -160,10 +157,7 @@ def run(config, workdir) -> dict[str, Any]:
                             )
                     bar.update(1)
     bar.close()
-    common.atomic_write(workdir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    report = _markdown(config, rows, spaces, vote_sigmas)
-    common.atomic_write(workdir / "results.md", report)
-    print(report)
+    artefacts.write_results(workdir, rows, _markdown(config, rows, spaces, vote_sigmas))
     return _summary(config, rows, spaces)
 
 

@@ -15,7 +15,6 @@ References:
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -27,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ecos_jax import messages, metrics, noise, protocol, selection, synthetic
-from experiments import common
+from experiments import artefacts, common, plots
 
 _DEFAULT_CONFIG = str(Path(__file__).resolve().parent / "configs" / "sampling_quality.py")
 
@@ -59,12 +58,10 @@ def get_features(config) -> tuple[synthetic.FeatureBenchmark, str]:
 
 def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
     """Runs every method × budget × seed, writes the artefacts, returns the summary."""
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    common.atomic_write(workdir / "config.json", config.to_json(indent=2) + "\n")
     for method in config.methods:
         if method not in METHOD_NAMES:
             raise ValueError(f"unknown method {method!r}; choose from {sorted(METHOD_NAMES)}.")
+    workdir = artefacts.open_workdir(config, workdir)
 
     bench, about = get_features(config)
     pool, client = bench.pool_features, bench.client_features
@@ -114,15 +111,11 @@ def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
                 bar.update(1)
     bar.close()
 
-    common.atomic_write(workdir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     summary_rows = _aggregate(rows, config)
     header = _header(config, bench, about, sigma, eps, raw)
-    table = _markdown_table(summary_rows)
-    common.atomic_write(workdir / "results.md", header + "\n" + table + "\n")
+    artefacts.write_results(workdir, rows, header + "\n" + _markdown_table(summary_rows) + "\n")
     for field, label in (("id_fraction", "ID fraction"), ("proximity", "proximity (lower=closer)")):
         _plot(summary_rows, config, field, label, workdir / f"{field}.png")
-    print(header)
-    print(table)
     return _final_summary(summary_rows, config, eps)
 
 
@@ -187,12 +180,7 @@ def _header(config, bench, about: str, sigma: float, eps: dict, raw) -> str:
 
 def _plot(summary_rows: list[dict], config, field: str, label: str, path: Path) -> None:
     """One line per method over budgets, error bars = std over seeds; saved atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.0, 3.6))
+    fig, ax = plots.pyplot().subplots(figsize=(5.0, 3.6))
     for method in config.methods:
         rs = [r for r in summary_rows if r["method"] == method]
         ax.errorbar(
@@ -207,9 +195,7 @@ def _plot(summary_rows: list[dict], config, field: str, label: str, path: Path) 
     ax.set_ylabel(label)
     ax.set_title(f"{label} ({_data_label(config)})")
     ax.legend()
-    fig.tight_layout()
-    common.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120), binary=True)
-    plt.close(fig)
+    plots.save_figure(fig, path)
 
 
 def _data_label(config) -> str:
