@@ -190,26 +190,27 @@ def _candidates(x, assignments, centroids, scores, budget, kappa, metric, thresh
     return out
 
 
+def _select_per_cluster(x, assignments, centroids, scores, order, **settings):
+    """ECOS selection cluster by cluster: `order(r, n, cand)` gives the first n picks of
+    cluster r's candidates `cand` (positions in `cand`); full clusters are taken whole."""
+    picked = []
+    for r, n, cand in _candidates(x, assignments, centroids, scores, **settings):
+        picked.append(cand if n == len(cand) else cand[order(r, n, cand)])
+    return np.concatenate(picked) if picked else np.zeros(0, np.int64)
+
+
 def reference_ecos_select(
     x, assignments, centroids, scores, *, budget, kappa=1.5, metric="l2", threshold=None, top_k=None
 ):
     """ECOS selection written out cluster by cluster in float64 NumPy."""
-    picked = []
-    for r, n, cand in _candidates(
-        x, assignments, centroids, scores, budget, kappa, metric, threshold, top_k
-    ):
-        if n == len(cand):
-            picked.append(cand)
-            continue
-        local = reference_k_center(
-            np.asarray(x)[cand],
-            np.ones(len(cand), bool),
-            n,
-            seed_point=np.asarray(centroids)[r],
-            metric=metric,
-        )
-        picked.append(cand[local])
-    return np.concatenate(picked) if picked else np.zeros(0, np.int64)
+
+    def order(r, n, cand):
+        mask = np.ones(len(cand), bool)
+        seed = np.asarray(centroids)[r]
+        return reference_k_center(np.asarray(x)[cand], mask, n, seed_point=seed, metric=metric)
+
+    settings = dict(budget=budget, kappa=kappa, metric=metric, threshold=threshold, top_k=top_k)
+    return _select_per_cluster(x, assignments, centroids, scores, order, **settings)
 
 
 def per_cluster_ecos_select(
@@ -218,13 +219,8 @@ def per_cluster_ecos_select(
     """ECOS selection as it was before the grouped k-center: one `greedy_k_center` call
     per cluster, its set padded to `bucket_size`, `min(bucket_size(n), P)` picks."""
     x_dev = jnp.asarray(x, jnp.float32)
-    picked = []
-    for r, n, cand in _candidates(
-        x, assignments, centroids, scores, budget, kappa, metric, threshold, top_k
-    ):
-        if n == len(cand):
-            picked.append(cand)
-            continue
+
+    def order(r, n, cand):
         size = k_center.bucket_size(len(cand))
         rows = np.zeros(size, np.int64)
         rows[: len(cand)] = cand
@@ -235,5 +231,7 @@ def per_cluster_ecos_select(
             seed_point_D=jnp.asarray(centroids, jnp.float32)[r],
             metric=metric,
         )
-        picked.append(cand[np.asarray(res.indices)[:n]])
-    return np.concatenate(picked) if picked else np.zeros(0, np.int64)
+        return np.asarray(res.indices)[:n]
+
+    settings = dict(budget=budget, kappa=kappa, metric=metric, threshold=threshold, top_k=top_k)
+    return _select_per_cluster(x, assignments, centroids, scores, order, **settings)

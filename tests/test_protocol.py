@@ -143,25 +143,16 @@ def test_client_role_matches_client_respond_and_draws_fresh_noise():
     msg = roles.Cloud(pool).broadcast(jax.random.key(0), num_clusters=6, num_iters=10)
     client = roles.Client(client_x, sigma=2.0, method="top_m", m=2, randomness=_sim(4))
     first, second = client.respond(msg), client.respond(msg)
-    want = roles.client_respond(
-        msg,
-        client_x,
-        sigma=2.0,
-        method="top_m",
-        m=2,
-        randomness=noise.simulation(named_key(jax.random.key(4), "response/0")),
-    )
-    np.testing.assert_array_equal(first.scores, want.scores)
+
+    def response(i):  # the i-th response's noise: named_key(client key, "response/i")
+        key = named_key(jax.random.key(4), f"response/{i}")
+        return roles.client_respond(
+            msg, client_x, sigma=2.0, method="top_m", m=2, randomness=noise.simulation(key)
+        )
+
+    np.testing.assert_array_equal(first.scores, response(0).scores)
     assert not np.array_equal(first.scores, second.scores)  # never the same noise twice
-    want_second = roles.client_respond(
-        msg,
-        client_x,
-        sigma=2.0,
-        method="top_m",
-        m=2,
-        randomness=noise.simulation(named_key(jax.random.key(4), "response/1")),
-    )
-    np.testing.assert_array_equal(second.scores, want_second.scores)
+    np.testing.assert_array_equal(second.scores, response(1).scores)
     assert roles.Client(client_x, sigma=2.0).respond(msg).randomness == "secure"
     with pytest.raises(ValueError, match="sigma"):
         roles.Client(client_x, sigma=0.0)
