@@ -65,8 +65,8 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         name="kmeans_init_first_k_rows",
         path="ecos_jax/kmeans.py",
-        old="init = kmeans_plusplus_init(key, x, k=k,",
-        new="init = x[:k] if True else kmeans_plusplus_init(key, x, k=k,",
+        old="return x, w, kmeans_plusplus_init(key, x, k=k,",
+        new="return x, w, x[:k] if True else kmeans_plusplus_init(key, x, k=k,",
         tests=(
             "tests/test_kmeans.py::test_seeding_puts_one_seed_in_every_separated_blob",
             "tests/test_kmeans.py::test_kmeans_seeds_with_kmeans_plus_plus_of_its_key_and_weights",
@@ -76,8 +76,8 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         name="kmeans_no_reseed_keep_centroid",
         path="ecos_jax/kmeans.py",
-        old="return jnp.where(empty_K[:, None], reseeded_KxD, means_KxD)",
-        new="return jnp.where(empty_K[:, None], c_KxD, means_KxD)",
+        old="return jnp.where(empty_R[:, None], reseeded_RxD, means_RxD)",
+        new="return jnp.where(empty_R[:, None], c_RxD, means_RxD)",
         tests=("tests/test_kmeans.py::test_empty_clusters_are_reseeded",),
         why="an empty cluster keeps its old centroid",
     ),
@@ -103,7 +103,7 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         name="kmeans_init_drops_weights",
         path="ecos_jax/kmeans.py",
-        old="k=k, weights=weights, sample_size=init_sample_size",
+        old="k=k, weights=w, sample_size=init_sample_size",
         new="k=k, weights=None, sample_size=init_sample_size",
         tests=(
             "tests/test_kmeans.py::test_kmeans_seeds_with_kmeans_plus_plus_of_its_key_and_weights",
