@@ -6,6 +6,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ecos_jax.models.conv import Conv
+
 __all__ = ["DigitsCNN", "scale_images"]
 
 
@@ -49,7 +51,7 @@ class DigitsCNN(nn.Module):
         norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9, name=name)
         x = scale_images(images_NHWC)
         for i, base in enumerate((64, 64, 128)):
-            x = nn.Conv(channels(base, self.width), (5, 5), use_bias=False, name=f"conv{i}")(x)
+            x = Conv(channels(base, self.width), (5, 5), name=f"conv{i}")(x)
             x = nn.relu(norm(f"bn_conv{i}")(x))
             if i < 2:
                 x = nn.max_pool(x, (2, 2), strides=(2, 2))
