@@ -1,11 +1,13 @@
 """Supervised training for the downstream tasks: optimizers, augmentation, steps, loop.
 
-`fit` runs a resumable host loop over jitted `train_step`s; `checkpoint` keeps orbax
-behind `save`, `restore` and `latest_step`.
+`fit` runs a resumable host loop over jitted `train_step`s; `fit_runs` trains many runs
+of one setting together, vmapped over a leading run axis (`engine`); `checkpoint` keeps
+orbax behind `save`, `restore` and `latest_step`.
 """
 
 from ecos_jax.train import checkpoint
 from ecos_jax.train.augment import STRONG_OPS, strong_augment, weak_augment
+from ecos_jax.train.engine import RunData, evaluate_runs, fit_runs, runs_that_fit, stack_states
 from ecos_jax.train.loop import batch_indices, evaluate, fit, predict_logits
 from ecos_jax.train.optim import make_optimizer, make_schedule
 from ecos_jax.train.steps import (
@@ -21,6 +23,7 @@ from ecos_jax.train.steps import (
 __all__ = [
     "STRONG_OPS",
     "ModelApply",
+    "RunData",
     "TrainState",
     "batch_indices",
     "checkpoint",
@@ -28,11 +31,15 @@ __all__ = [
     "distill_step",
     "eval_step",
     "evaluate",
+    "evaluate_runs",
     "fit",
+    "fit_runs",
     "fixmatch_step",
     "make_optimizer",
     "make_schedule",
     "predict_logits",
+    "runs_that_fit",
+    "stack_states",
     "strong_augment",
     "train_step",
     "weak_augment",
