@@ -121,7 +121,7 @@ def _run_domain(config, client_domain: str, workdir: Path) -> tuple[list[dict], 
     pool_x, client_x = feats.pool_features, feats.client_features
 
     plan = _plan(config)
-    rows = []
+    rows: list[dict[str, Any] | training_runs.PendingRun] = []
     bar = tqdm(
         total=len(plan), desc=f"{config.task}:{client_domain}", file=sys.stderr, dynamic_ncols=True
     )
@@ -143,9 +143,12 @@ def _run_domain(config, client_domain: str, workdir: Path) -> tuple[list[dict], 
                     path = workdir / "examples" / f"{client_domain}.npz"
                     artefacts.save_cluster_examples(ecos, ctx.bench, path)
             idx, cost = common.select(config, one.method, keys, one.budget, pool_x, client_x, ecos)
-        rows.append(training_runs.train_and_evaluate(ctx, one, idx, cost))
+        rows.append(training_runs.prepare(ctx, one, idx, cost))
         bar.update(1)
     bar.close()
+    pending = [r for r in rows if isinstance(r, training_runs.PendingRun)]
+    trained = iter(training_runs.train_together(ctx, pending))
+    rows = [next(trained) if isinstance(r, training_runs.PendingRun) else r for r in rows]
     return rows, _header(ctx)
 
 

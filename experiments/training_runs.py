@@ -1,19 +1,21 @@
-"""One run of a downstream sweep: the task's training set, training (or the finished
-result), evaluation on the client's test split, and the metrics row.
+"""The training runs of a downstream sweep: each run's training set and row (`prepare`),
+then the runs trained and evaluated together (`train_together`, on `train.fit_runs`).
 
 Every finished run leaves `runs/<domain>/<run>/result.json` with a fingerprint of the
 settings it depends on; a rerun with the same fingerprint reads the row back instead of
-training, and `train.fit` resumes an interrupted one from its checkpoint.
+training, and `train.fit_runs` resumes an interrupted one from its checkpoint.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
+import numpy as np
 
 from ecos_jax import costs, metrics, selection, train
 from ecos_jax.keys import named_key
@@ -21,7 +23,7 @@ from experiments import common
 from experiments.domain import DomainContext, init_state
 from experiments.training_sets import TASKS, Run, TrainingSet, local
 
-__all__ = ["fingerprint", "train_and_evaluate"]
+__all__ = ["PendingRun", "fingerprint", "prepare", "train_together"]
 
 # The sweep's loops and the report's choices: a run's result does not depend on them.
 _LOOP_FIELDS = ("client_domains", "seeds", "budgets", "epsilons", "methods", "variant")
@@ -36,21 +38,30 @@ def fingerprint(config, domain: str, name: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def train_and_evaluate(
+class PendingRun(NamedTuple):
+    """A run whose training set is built and whose row waits for its test accuracy."""
+
+    run: Run
+    data: TrainingSet
+    row: dict[str, Any]
+    fingerprint: str
+    started: float
+
+
+def prepare(
     ctx: DomainContext, run: Run, idx, cost: selection.SelectionCost
-) -> dict[str, Any]:
-    """Builds the task's training set for S = `idx`, trains (or reuses a finished run),
-    evaluates on the test split; returns the run's metrics row."""
+) -> dict[str, Any] | PendingRun:
+    """The finished row of `run` if `runs/<domain>/<run>/result.json` holds one for these
+    settings; otherwise its training set and the row so far (`train_together` ends it)."""
     config, feats = ctx.config, ctx.bench.features
-    run_dir = ctx.domain_dir / run.name
     run_fingerprint = fingerprint(config, ctx.domain, run.name)
-    done = run_dir / "result.json"
+    done = ctx.domain_dir / run.name / "result.json"
     if done.exists():
         previous = json.loads(done.read_text())
         if previous.get("fingerprint") == run_fingerprint:
             return previous["row"]
 
-    start = time.perf_counter()
+    started = time.perf_counter()
     method = run.method
     row: dict[str, Any] = dict(
         task=config.task,
@@ -75,20 +86,48 @@ def train_and_evaluate(
     row.update(data.row or {})
     row["num_train"] = len(data.images)
     row["client_macs"] = int(_selection_macs(ctx, method) + data.client_macs)
-
     if len(data.images) == 0:
         raise ValueError(
             f"{method} at budget {run.budget} left no training examples for {ctx.domain} "
             "(every selected image was junk); raise config.budgets."
         )
-    state = _fit(ctx, run.seed, data, run_dir)
-    split = ctx.bench.split
-    ev = train.evaluate(state, split.test.images, split.test.labels)
-    row["accuracy"] = ev["accuracy"]
-    row["test_loss"] = ev["loss"]
-    row["seconds"] = round(time.perf_counter() - start, 2)
-    common.atomic_write(done, json.dumps({"fingerprint": run_fingerprint, "row": row}) + "\n")
-    return row
+    return PendingRun(run, data, row, run_fingerprint, started)
+
+
+def train_together(ctx: DomainContext, pending: list[PendingRun]) -> list[dict[str, Any]]:
+    """Trains the pending runs, those of one step and batch shape together
+    (`train.fit_runs`), evaluates them together on the test split, writes each run's
+    result.json; returns their rows in order."""
+    groups: dict[tuple, list[int]] = {}
+    for i, p in enumerate(pending):
+        groups.setdefault(_group_key(ctx, p.data), []).append(i)
+    rows: list[dict[str, Any] | None] = [None] * len(pending)
+    test = ctx.bench.split.test
+    for members in groups.values():
+        group = [pending[i] for i in members]
+        states = _fit_group(ctx, group)
+        evals = train.evaluate_runs(states, test.images, test.labels)
+        for i, p, ev in zip(members, group, evals, strict=True):
+            row = dict(p.row, accuracy=ev["accuracy"], test_loss=ev["loss"])
+            # training time shared by the group, split evenly
+            row["seconds"] = round((time.perf_counter() - p.started) / len(group), 2)
+            done = ctx.domain_dir / p.run.name / "result.json"
+            common.atomic_write(done, json.dumps({"fingerprint": p.fingerprint, "row": row}) + "\n")
+            rows[i] = row
+    return rows
+
+
+def _group_key(ctx: DomainContext, data: TrainingSet) -> tuple:
+    """Runs with equal keys share one compiled step: the step, its static settings, the
+    batch size and the unlabeled set."""
+    step = data.step_fn
+    if isinstance(step, functools.partial):
+        step = (step.func, tuple(sorted(step.keywords.items())))
+    return (step, _batch_size(ctx, data), None if data.unlabeled is None else id(data.unlabeled))
+
+
+def _batch_size(ctx: DomainContext, data: TrainingSet) -> int:
+    return min(int(ctx.config.train.batch_size), len(data.images))
 
 
 def _selection_macs(ctx: DomainContext, method: str) -> int:
@@ -101,26 +140,36 @@ def _selection_macs(ctx: DomainContext, method: str) -> int:
     return macs
 
 
-def _fit(ctx: DomainContext, seed: int, data: TrainingSet, run_dir) -> train.TrainState:
-    """One training run of the task's model; the same init and batch seed for every method."""
+def _fit_group(ctx: DomainContext, group: list[PendingRun]) -> list[train.TrainState]:
+    """The group's training runs in one `fit_runs`: per seed the same init and batch seed
+    for every method, so methods differ only in S."""
     tcfg = ctx.config.train
-    root = jax.random.key(seed)
-    init_key, fit_key = named_key(root, "init"), named_key(root, "fit")
-    state = init_state(init_key, tcfg, ctx.num_classes, data.images[:1])
-    batch_size = min(tcfg.batch_size, len(data.images))
-    state, _ = train.fit(
-        fit_key,
-        state,
-        data.images,
-        data.targets,
+    first = group[0].data
+    keys, states, data, workdirs, offset = [], [], [], [], 0
+    for p in group:
+        root = jax.random.key(p.run.seed)
+        keys.append(named_key(root, "fit"))
+        states.append(init_state(named_key(root, "init"), tcfg, ctx.num_classes, first.images[:1]))
+        n = len(p.data.images)
+        data.append(train.RunData(np.arange(offset, offset + n), p.data.targets))
+        workdirs.append(ctx.domain_dir / p.run.name)
+        offset += n
+    bank = np.concatenate([p.data.images for p in group])
+    batch_size = _batch_size(ctx, first)
+    results = train.fit_runs(
+        keys,
+        states,
+        bank,
+        data,
         num_steps=tcfg.num_steps,
         batch_size=batch_size,
-        workdir=run_dir,
+        workdirs=workdirs,
         log_every=max(1, tcfg.num_steps // 10),
         augment=tcfg.augment,
         progress=False,
-        step_fn=data.step_fn,
-        unlabeled_images=data.unlabeled,
+        max_runs=ctx.config.train.get("max_runs"),
+        step_fn=first.step_fn,
+        unlabeled_images=first.unlabeled,
         unlabeled_batch_size=tcfg.fixmatch.unlabeled_ratio * batch_size,
     )
-    return state
+    return [state for state, _ in results]
