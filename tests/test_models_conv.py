@@ -48,3 +48,13 @@ def test_bad_batching_names_the_argument():
     x, k = _inputs()
     with pytest.raises(ValueError, match="batching must be one of"):
         conv2d(x[0], k[0], batching="grouped")
+
+
+def test_max_pool_2x2_equals_flax_max_pool_with_its_gradient_off_ties():
+    from ecos_jax.models.digits_cnn import max_pool_2x2
+
+    x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 7, 6, 3)), jnp.float32)
+    flax_pool = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
+    np.testing.assert_array_equal(max_pool_2x2(x), flax_pool(x))
+    loss = lambda pool: jax.grad(lambda x: jnp.sum(jnp.sin(pool(x))))(x)
+    np.testing.assert_array_equal(loss(max_pool_2x2), loss(flax_pool))
