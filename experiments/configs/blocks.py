@@ -70,6 +70,13 @@ def trainer(*, model: str, width: float, num_steps: int, warmup_steps: int):
     return t
 
 
+def make_full_protocol(t: ml_collections.ConfigDict) -> None:
+    """The `trainer` block `t` at the full protocol: FedBN's CNN at width 1, 3,000 steps of
+    batch 64 with 150 warmup steps, FixMatch with μ = 7 (Sohn et al.'s ratio)."""
+    t.update(width=1.0, num_steps=3000, warmup_steps=150)
+    t.fixmatch.unlabeled_ratio = 7
+
+
 def make_smoke_trainer(t: ml_collections.ConfigDict, *, width: float, num_steps: int) -> None:
     """Shrinks the `trainer` block `t` for the smoke runs: `width`, `num_steps`, batch 16."""
     t.update(width=width, num_steps=num_steps, batch_size=16, warmup_steps=1)
