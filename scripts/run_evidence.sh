@@ -16,7 +16,7 @@ run() {  # run TASK VARIANT
     "results/$task/$variant/"
   cp "$out"/*.png "results/$task/$variant/" 2>/dev/null || true
 }
-for step in ${STEPS:-selective_labeling:sweep selective_labeling:fixmatch \
-    client_labeling:sweep model_compression:sweep selective_labeling:curves}; do
+for step in ${STEPS:-selective_labeling:sweep model_compression:sweep client_labeling:sweep \
+    selective_labeling:fixmatch selective_labeling:curves}; do
   run "${step%%:*}" "${step##*:}"
 done
