@@ -9,6 +9,8 @@ norm, a reduction over the whole parameter tree, is summed in another order in t
 batched program too (1 ulp), so it is compared within tolerance.
 """
 
+import json
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -94,3 +96,96 @@ def test_vmapped_cnn_runs_agree_with_sequential_runs_within_float_tolerance():
         np.testing.assert_allclose(
             [r["loss"] for r in history], [r["loss"] for r in want_history], rtol=1e-4
         )
+
+
+def _mlp_runs(tmp_path, **kwargs):
+    images, data, keys = _runs()
+    workdirs = [tmp_path / f"run{r}" for r in range(len(keys))]
+    args = dict(num_steps=NUM_STEPS, batch_size=8, log_every=2, checkpoint_every=2)
+    args.update(kwargs)
+    states = [_mlp_state(r) for r in range(len(keys))]
+    return engine.fit_runs(
+        keys, states, images, data, workdirs=workdirs, progress=False, **args
+    ), workdirs
+
+
+def test_each_run_logs_checkpoints_and_resumes_on_its_own(tmp_path):
+    uninterrupted, _ = _mlp_runs(tmp_path / "whole")
+    _mlp_runs(tmp_path / "cut", num_steps=4)  # every run stopped at step 4
+    # run 1 lost its last checkpoint and the log lines after step 2
+    cut = tmp_path / "cut"
+    import shutil
+
+    shutil.rmtree(cut / "run1" / "checkpoints" / "4")
+    lines = (cut / "run1" / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (cut / "run1" / "metrics.jsonl").write_text("".join(lines[:1]) + '{"step": 4, "lo')
+    resumed, workdirs = _mlp_runs(cut)  # runs 0, 2 from step 4; run 1 from step 2
+    for (state, history), (want_state, want_history) in zip(resumed, uninterrupted, strict=True):
+        assert_trees_equal(state.params, want_state.params)
+        assert [r["step"] for r in history] == [2, 4, 6]
+        assert _without_norm(history) == _without_norm(want_history)
+    for workdir in workdirs:
+        assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["2", "4", "6"]
+        assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+        logged = [json.loads(line)["step"] for line in (workdir / "metrics.jsonl").open()]
+        assert logged == [2, 4, 6]
+
+
+def test_chunks_of_the_run_axis_train_the_same_runs(tmp_path):
+    whole, _ = _mlp_runs(tmp_path / "whole", checkpoint_every=None)
+    chunked, _ = _mlp_runs(tmp_path / "chunked", checkpoint_every=None, max_runs=2)
+    for (state, _), (want, _) in zip(chunked, whole, strict=True):
+        assert_trees_equal(state.params, want.params)
+
+
+def test_runs_that_fit_is_at_least_one_and_shrinks_with_the_memory_fraction():
+    images, labels = problem(8)
+    batch = (jnp.asarray(images), jnp.asarray(labels))
+    many = engine.runs_that_fit(_mlp_state(0), batch)
+    few = engine.runs_that_fit(_mlp_state(0), batch, memory_fraction=1e-9)
+    assert many >= few == 1
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (dict(data=lambda d: d[:2]), "data has 2 entries for 3 keys"),
+        (dict(batch_size=lambda b: 1000), r"batch_size must be in \[1, 24\]"),
+        (
+            dict(data=lambda d: [engine.RunData(d[0].rows + 1000, d[0].targets), *d[1:]]),
+            r"data\[0\].rows must index the bank's 64 images",
+        ),
+        (dict(augment=lambda a: "strong"), "augment must be one of"),
+        (dict(max_runs=lambda m: 0), "max_runs"),
+    ],
+)
+def test_bad_arguments_name_the_argument(change, match):
+    images, data, keys = _runs()
+    args = dict(data=data, batch_size=8, augment="weak", max_runs=None)
+    for name, edit in change.items():
+        args[name] = edit(args[name])
+    with pytest.raises(ValueError, match=match):
+        engine.fit_runs(
+            keys,
+            [_mlp_state(r) for r in range(3)],
+            images,
+            args.pop("data"),
+            num_steps=2,
+            progress=False,
+            **args,
+        )
+
+
+def test_states_of_other_models_are_not_stacked():
+    with pytest.raises(ValueError, match=r"states\[1\] has another model or optimizer"):
+        engine.stack_states([_mlp_state(0), fresh_state(0)])
+
+
+def test_evaluate_runs_equals_evaluate_for_each_run():
+    images, labels = problem(40)
+    states = [fresh_state(r) for r in range(2)]
+    got = engine.evaluate_runs(states, images, labels, batch_size=16)
+    for state, result in zip(states, got, strict=True):
+        want = train.evaluate(state, images, labels, batch_size=16)
+        assert result["accuracy"] == want["accuracy"]
+        assert result["loss"] == pytest.approx(want["loss"], rel=1e-6)
