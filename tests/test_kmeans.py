@@ -1,5 +1,7 @@
 """KMeans against scikit-learn, plus its invariants and input errors."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -263,3 +265,200 @@ def test_inertia_matches_sklearn_at_benchmark_scale():
     ours = km.kmeans(None, jnp.asarray(x), k=128, num_iters=30, tol=0.0, init=init)
     ref = KMeans(128, init=init, n_init=1, max_iter=30, tol=0.0, algorithm="lloyd").fit(x)
     np.testing.assert_allclose(float(ours.inertia), ref.inertia_, rtol=1e-3)
+
+
+# ------------------------------------------------- low-precision screen, float32 re-check
+
+LOW_PRECISIONS = ["bf16", "tf32"]
+
+
+def _assert_same_result(got: km.KMeansResult, want: km.KMeansResult) -> None:
+    """Every field equal bit for bit (NaN-padded history included)."""
+    for name, a, b in zip(km.KMeansResult._fields, got, want, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=name)
+
+
+@functools.partial(jax.jit, static_argnames=("precision", "chunk_size"))
+def _jit_screen(x, c, *, precision, chunk_size):
+    points = km._screen_points(x, km._squared_norms(x), precision=precision, chunk_size=chunk_size)
+    return km._screened_assignments(
+        x, points, c, km._squared_norms(c), precision=precision, chunk_size=chunk_size
+    )
+
+
+def _screen(x, c, *, precision, chunk_size):
+    """`(assignments, num_flagged)` of the screened assignment pass."""
+    a, num_flagged = _jit_screen(
+        jnp.asarray(x, jnp.float32),
+        jnp.asarray(c, jnp.float32),
+        precision=precision,
+        chunk_size=chunk_size,
+    )
+    return np.asarray(a), int(num_flagged)
+
+
+@pytest.mark.parametrize(
+    ("precision", "n", "d", "k", "chunk", "weighted"),
+    [
+        ("tf32", 1500, 16, 25, 256, False),
+        ("bf16", 1024, 64, 50, 256, True),  # N a multiple of the chunk: no float32 tail
+        ("bf16", 700, 3, 300, 128, False),  # R > 256: uint16 indices
+    ],
+)
+def test_low_precision_kmeans_equals_fp32_bit_for_bit(precision, n, d, k, chunk, weighted):
+    x = jnp.asarray(blobs(n + d, n=n, dim=d, num_blobs=k, spread=3.0).points)
+    w = jnp.asarray(np.random.default_rng(0).uniform(0.5, 2, n), jnp.float32) if weighted else None
+    init = km.kmeans_plusplus_init(jax.random.key(0), x, k=k)
+    kwargs = dict(k=k, num_iters=8, tol=0.0, init=init, chunk_size=chunk, weights=w)
+    want = km.kmeans(None, x, **kwargs)
+    got = km.kmeans(None, x, **kwargs, assign_precision=precision)
+    _assert_same_result(got, want)
+
+
+def _near_ties(seed, n, d, *, scale, offset):
+    """Rows within float32 rounding of the bisector of centroids 0 and 1, or exactly on it.
+
+    Centroids ±e_0 (and more centroids farther out); rows are a random point of the
+    bisector hyperplane, moved along e_0 by at most 1e-7·scale (a third of them exactly on
+    it), plus a common offset. Their two nearest distances differ by at most ~1e-7
+    relative: bf16 cannot tell them apart, float32 rounding decides.
+    """
+    rng = np.random.default_rng(seed)
+    c = np.zeros((6, d))
+    c[0, 0], c[1, 0] = 1.0, -1.0
+    c[2:, 1:] = 5.0 * rng.normal(size=(4, d - 1))
+    x = rng.normal(size=(n, d))
+    x[:, 0] = rng.uniform(-1e-7, 1e-7, n) * (rng.random(n) < 2 / 3)
+    x, c = scale * x + offset, scale * c + offset
+    return x.astype(np.float32), c.astype(np.float32)
+
+
+@pytest.mark.parametrize("precision", LOW_PRECISIONS)
+@pytest.mark.parametrize(("scale", "offset"), [(1.0, 0.0), (1e-3, 0.0), (30.0, 100.0)])
+def test_low_precision_assignment_equals_fp32_on_near_ties(precision, scale, offset):
+    # 300 tied rows among 1000 clear ones (a blob far from the bisector): the ties are
+    # flagged and re-checked in float32 (well under the capacity, so not the fallback).
+    x_tie, c = _near_ties(1, 300, 8, scale=scale, offset=offset)
+    x_far = (
+        scale
+        * (np.array([4.0] + [0.0] * 7) + 0.3 * np.random.default_rng(2).normal(size=(1000, 8)))
+        + offset
+    ).astype(np.float32)
+    x = np.concatenate([x_far[:500], x_tie, x_far[500:]])
+    want, _ = km.assign_to_centroids(jnp.asarray(x), jnp.asarray(c), chunk_size=128)
+    a, num_flagged = _screen(x, c, precision=precision, chunk_size=128)
+    np.testing.assert_array_equal(a, np.asarray(want))
+    assert 300 <= num_flagged <= km._RECHECK_CAPACITY * len(x)
+    assert 0 < (np.asarray(want)[500:800] == 1).sum() < 300  # float32 splits the ties
+
+
+@pytest.mark.parametrize("precision", LOW_PRECISIONS)
+def test_low_precision_falls_back_to_fp32_when_most_rows_are_flagged(precision):
+    x, c = _near_ties(3, 1000, 8, scale=1.0, offset=0.0)
+    want, _ = km.assign_to_centroids(jnp.asarray(x), jnp.asarray(c), chunk_size=128)
+    a, num_flagged = _screen(x, c, precision=precision, chunk_size=128)
+    assert num_flagged > km._RECHECK_CAPACITY * len(x)  # the full float32 pass ran
+    np.testing.assert_array_equal(a, np.asarray(want))
+
+
+@pytest.mark.parametrize("precision", LOW_PRECISIONS)
+def test_low_precision_kmeans_equals_fp32_on_near_ties(precision):
+    # Lloyd on tie-heavy data, with a weight on every row: the re-check runs every iteration.
+    x_tie, c = _near_ties(4, 600, 8, scale=1.0, offset=3.0)
+    x = np.concatenate([x_tie, c[2:] + 0.1 * np.random.default_rng(5).normal(size=(4, 8))])
+    kwargs = dict(k=6, num_iters=5, tol=0.0, init=jnp.asarray(c), chunk_size=64)
+    want = km.kmeans(None, jnp.asarray(x), **kwargs)
+    _assert_same_result(km.kmeans(None, jnp.asarray(x), **kwargs, assign_precision=precision), want)
+
+
+@pytest.mark.parametrize("precision", LOW_PRECISIONS)
+@pytest.mark.parametrize(
+    ("d", "scale", "offset"),
+    [(1, 1.0, 0.0), (3, 1e-30, 0.0), (128, 1.0, 0.0), (128, 1e6, 0.0), (700, 0.1, 10.0)],
+)
+def test_assignment_bound_bounds_the_screen_error(precision, d, scale, offset):
+    # The screen's distances, against the float32 pass's, stay within the bound (all of
+    # the bound's terms are worst cases; here it must merely hold, on every entry).
+    rng = np.random.default_rng(d)
+    x = jnp.asarray((scale * rng.normal(size=(512, d)) + offset).astype(np.float32))
+    c = jnp.asarray((scale * rng.normal(size=(40, d)) + offset).astype(np.float32))
+    c2 = km._squared_norms(c)
+    points = km._screen_points(x, km._squared_norms(x), precision=precision, chunk_size=512)
+    bound = np.asarray(km._assignment_bound(points, c, c2, precision=precision))
+    xlp = km._unstored(points.x_NxD, precision)
+    s_low = np.asarray(
+        c2[None, :] + km._screen_matmul(xlp, km._screen_operand(c, precision), precision)
+    )
+    s_fp32 = np.asarray(c2[None, :] - 2.0 * jnp.matmul(x, c.T, precision=km.PRECISION))
+    err = np.abs(s_low.astype(np.float64) - s_fp32)
+    assert np.all(err <= bound[:, None]), (err / bound[:, None]).max()
+    assert np.all(bound > 0)
+
+
+@pytest.mark.parametrize("r", [1, 255, 256, 257, 4100])
+def test_assignment_finds_every_column_for_each_index_type(r):
+    # The index reduction runs on uint8 (R ≤ 256), uint16 or int32, and the screen on its
+    # float key or, for R ≥ 4096, two reductions: every column, the last one included,
+    # must come out where it is nearest.
+    rng = np.random.default_rng(r)
+    c = rng.normal(size=(r, 4)).astype(np.float32)
+    x = np.concatenate([c, c[::-1]])[: max(2 * r, 64)] if r < 300 else c[np.r_[:64, r - 64 : r]]
+    x = (x + 1e-3 * rng.normal(size=x.shape)).astype(np.float32)
+    want = squared_distances(x, c).argmin(1)
+    a, _ = km.assign_to_centroids(jnp.asarray(x), jnp.asarray(c), chunk_size=32)
+    np.testing.assert_array_equal(np.asarray(a), want)
+    got, _ = _screen(x, c, precision="bf16", chunk_size=32)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_low_precision_reseeds_empty_clusters_like_fp32():
+    x = _with_outliers(4)
+    init = np.repeat(x[:1], 3, axis=0)  # all points tie on centroid 0: two clusters empty
+    kwargs = dict(k=3, num_iters=3, tol=0.0, init=init, chunk_size=64)
+    want = km.kmeans(None, jnp.asarray(x), **kwargs)
+    _assert_same_result(km.kmeans(None, jnp.asarray(x), **kwargs, assign_precision="bf16"), want)
+
+
+def test_low_precision_sq_dists_match_fp32():
+    x = blobs(3, n=2000, dim=16, num_blobs=20, spread=3.0).points
+    c = x[:20]
+    a32, _ = km.assign_to_centroids(jnp.asarray(x), jnp.asarray(c), chunk_size=256)
+    a16, d16 = km.assign_to_centroids(
+        jnp.asarray(x), jnp.asarray(c), chunk_size=256, assign_precision="bf16"
+    )
+    np.testing.assert_array_equal(np.asarray(a16), np.asarray(a32))
+    np.testing.assert_allclose(
+        np.asarray(d16), squared_distances(x, c).min(1), rtol=1e-5, atol=1e-4
+    )
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda p: km.kmeans(jax.random.key(0), jnp.ones((10, 2)), k=2, assign_precision=p),
+        lambda p: km.assign_to_centroids(jnp.ones((10, 2)), jnp.ones((2, 2)), assign_precision=p),
+    ],
+    ids=["kmeans", "assign_to_centroids"],
+)
+@pytest.mark.parametrize("bad", ["float16", "BF16", None])
+def test_bad_assign_precision_names_the_argument_and_the_fix(call, bad):
+    with pytest.raises(
+        ValueError, match=r"assign_precision must be one of 'fp32', 'bf16', 'tf32'.*Use 'fp32'"
+    ):
+        call(bad)
+
+
+def test_no_recompilation_for_repeated_low_precision_calls():
+    x = jnp.asarray(blobs(8, n=700, dim=5, num_blobs=6, spread=3.0).points)
+    km.kmeans(jax.random.key(0), x, k=6, num_iters=5, chunk_size=128, assign_precision="bf16")
+    size = km._kmeans_from._cache_size()
+    for seed in range(1, 4):
+        km.kmeans(
+            jax.random.key(seed),
+            x + seed,
+            k=6,
+            num_iters=5,
+            chunk_size=128,
+            assign_precision="bf16",
+        )
+    assert km._kmeans_from._cache_size() == size
