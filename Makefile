@@ -44,7 +44,7 @@ test-multidevice: install-test
 test-slow: install-test
 	$(PY) -m pytest --timeout=3600 -m slow tests
 
-## The evidence sweep behind results/ (about 1.5 h on 2 CPU cores; resumable).
+## The evidence sweep behind results/ (2 to 2.5 h on 2 CPU cores, results/README.md; resumable).
 evidence: install
 	PYTHON=$(PY) bash scripts/run_evidence.sh workdir/evidence
 

@@ -8,7 +8,7 @@ Variants (`--config=experiments/configs/selective_labeling.py:<variant>`):
   default      client mnist_blend, ID+OoD, B=1000, ε=0.58, seeds 1-3; ECOS, Random,
                K-Center, Oracle, Local, Full pool; supervised training on S
   smoke        tiny build and model, a few steps (what CI runs)
-  sweep        the five digit domains as client, B ∈ {1000, 3000}, supervised (about 1 h)
+  sweep        the five digit domains as client, B ∈ {1000, 3000}, supervised (35 min)
   fixmatch     the five digit domains, B=1000, seeds 1-3, FixMatch (μ=2) with the pool
   curves       client mnist_blend, seeds 1-3: B ∈ {1k, 2k, 4k, 8k, 10k} and
                ε ∈ {0.08, 0.10, 0.14, 0.22, 0.58, 1.22} (ECOS) for the two plots
