@@ -16,10 +16,11 @@ A space is "extractor:resolution:metric"; every extractor is public and fitted o
 cloud's pool only, so the kNN's sensitivity (√2 per query) and ε do not depend on it.
 
 Expected result (2-core CPU, seed 1; measured with the earlier float32 mechanism, whose
-folder is no longer committed): at ε = 4 the vote noise std is 89.7 votes, and no space and no k labels more than 19.3% of ECOS's
-in-domain images right (φ, k=200: 14.9%); noise-free, φ-space kNN with k=200 labels
-46.4% right on average, 24.1% on mnist_blend and 33.8% on streetdigits. About 11 min on
-2 CPU cores, mostly the one-time 96 px feature extraction.
+folder is no longer committed): at ε = 4 the vote noise std is 89.7 votes, and no space
+and no k labels more than 19.3% of ECOS's in-domain images right (φ, k=200: 14.9%);
+noise-free, φ-space kNN with k=200 labels 46.4% right on average, 24.1% on mnist_blend
+and 33.8% on streetdigits. About 11 min on 2 CPU cores, mostly the one-time 96 px
+feature extraction.
 """
 
 from __future__ import annotations
