@@ -35,6 +35,7 @@ def get_model(name: str, *, num_classes: int, width: float = 1.0) -> nn.Module:
           # attributes
           num_classes = 10
           width = 0.25
+          conv_batching = None
       )
 
     References:
