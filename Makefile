@@ -5,7 +5,8 @@ LINT_PATHS := ecos_jax experiments tests
 # pytest's own addopts (pyproject) deselect slow tests and skip tests/multidevice.
 PYTEST_PLAIN := -p no:cacheprovider --timeout=900 -o addopts="-ra --strict-markers"
 
-.PHONY: install install-test main test lint test-unit test-doctest test-multidevice test-slow \
+.PHONY: install install-test main test lint test-unit test-doctest test-multidevice \
+	test-multiprocess test-slow \
 	bench evidence notebooks
 
 ## Installs the library with the `experiments` extra (data, audit, entry points) into .venv.
@@ -21,7 +22,7 @@ main: install
 	$(PY) -m experiments.selective_labeling --workdir=workdir/selective_labeling
 
 ## The whole default test suite (what CI runs): lint, unit tests, docstring examples, multi-device tests.
-test: lint test-unit test-doctest test-multidevice
+test: lint test-unit test-doctest test-multidevice test-multiprocess
 
 ## ruff check and ruff format --check (configured in pyproject.toml).
 lint: install-test
@@ -38,7 +39,13 @@ test-doctest: install-test
 
 ## The mesh tests, in their own process with 8 fake CPU devices.
 test-multidevice: install-test
-	JAX_NUM_CPU_DEVICES=8 $(PY) -m pytest $(PYTEST_PLAIN) tests/multidevice
+	JAX_NUM_CPU_DEVICES=8 $(PY) -m pytest $(PYTEST_PLAIN) tests/multidevice \
+		--ignore=tests/multidevice/test_multiprocess.py
+
+## Two local JAX processes (gloo) against one: their own pytest process, 10 min per test.
+test-multiprocess: install-test
+	JAX_NUM_CPU_DEVICES=8 $(PY) -m pytest $(PYTEST_PLAIN) --timeout=600 \
+		tests/multidevice/test_multiprocess.py
 
 ## Slow tests (benchmark-scale KMeans vs scikit-learn, full-size data builds): not in CI.
 test-slow: install-test

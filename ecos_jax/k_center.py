@@ -219,6 +219,35 @@ def _order_chunk(x_NxD, rows_GxP, mask_GxP, seeds_GxD, num_steps, *, metric: str
     return res.indices, res.valid
 
 
+@functools.lru_cache(maxsize=32)
+def _sharded_order_chunk(mesh, metric: str):
+    """`_order_chunk` with the G sets split over the devices of a 1-D `mesh`."""
+    from jax.sharding import PartitionSpec as P
+
+    (axis,) = mesh.axis_names
+
+    def per_shard(x_NxD, rows_gxP, mask_gxP, seeds_gxD, num_steps):
+        return _order_chunk(x_NxD, rows_gxP, mask_gxP, seeds_gxD, num_steps, metric=metric)
+
+    fn = jax.shard_map(
+        per_shard,
+        mesh=mesh,
+        in_specs=(P(), P(axis), P(axis), P(axis), P()),
+        out_specs=(P(axis), P(axis)),
+        check_vma=False,
+    )
+    return jax.jit(fn)
+
+
+def _on_mesh(mesh, arr: np.ndarray, *, split: bool) -> jax.Array:
+    """`arr` (the same on every process) as a global array: row-split, or replicated."""
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    sharding = NamedSharding(mesh, P(mesh.axis_names[0]) if split else P())
+    return jax.make_array_from_callback(arr.shape, sharding, lambda index: arr[index])
+
+
 def grouped_k_center(
     x_NxD: jax.Array,
     candidates: Sequence[np.ndarray],
@@ -226,6 +255,7 @@ def grouped_k_center(
     num_select: Sequence[int],
     *,
     metric: Metric = "l2",
+    mesh=None,
 ) -> list[np.ndarray]:
     """The first `num_select[i]` greedy k-center picks in each candidate set, by batches.
 
@@ -242,6 +272,9 @@ def grouped_k_center(
         (ECOS: the cluster centroid).
       num_select: per set, the number of picks, `1 <= num_select[i] <= len(candidates[i])`.
       metric: `'l2'` or `'cosine'`.
+      mesh: a 1-D `jax.sharding.Mesh`: each call then orders `mesh.size` times as many
+        sets, split over the devices (the sets are independent); `x_NxD` must be
+        replicated on the mesh (or a host array). The picks are the same.
 
     Returns:
       Per set, int64 row indices into `x_NxD` (a subset of its candidates) in pick order.
@@ -266,8 +299,17 @@ def grouped_k_center(
         if not 1 <= int(n) <= len(rows):
             raise ValueError(f"num_select[{i}]={n} must be in [1, {len(rows)}] (the set).")
         groups.setdefault(grouped_size(len(rows)), []).append(i)
+    if mesh is None:
+        order, per_device = functools.partial(_order_chunk, metric=metric), 1
+        as_input = as_steps = jnp.asarray
+    else:
+        order, per_device = _sharded_order_chunk(mesh, metric), mesh.size
+        as_input = functools.partial(_on_mesh, mesh, split=True)
+        as_steps = functools.partial(_on_mesh, mesh, split=False)
+        if not isinstance(x_NxD, jax.Array):
+            x_NxD = _on_mesh(mesh, np.asarray(x_NxD, np.float32), split=False)
     for padded, members in sorted(groups.items()):
-        per_call = clusters_per_chunk(padded, dim)
+        per_call = clusters_per_chunk(padded, dim) * per_device
         for start in range(0, len(members), per_call):
             chunk = members[start : start + per_call]
             rows_GxP = np.zeros((per_call, padded), np.int32)
@@ -279,14 +321,13 @@ def grouped_k_center(
                 seeds_GxD[g] = seeds[i]
             steps = max(int(num_select[i]) for i in chunk)
             idx_GxP, valid_GxP = (
-                np.asarray(a)
-                for a in _order_chunk(
+                _to_host(a)
+                for a in order(
                     x_NxD,
-                    jnp.asarray(rows_GxP),
-                    jnp.asarray(mask_GxP),
-                    jnp.asarray(seeds_GxD),
-                    jnp.asarray(steps, jnp.int32),
-                    metric=metric,
+                    as_input(rows_GxP),
+                    as_input(mask_GxP),
+                    as_input(seeds_GxD),
+                    as_steps(np.asarray(steps, np.int32)),
                 )
             )
             for g, i in enumerate(chunk):
@@ -294,3 +335,11 @@ def grouped_k_center(
                 assert np.all(valid_GxP[g, :n]), "a set ran out of candidates before n picks"
                 out[i] = np.asarray(candidates[i], np.int64)[idx_GxP[g, :n]]
     return out  # type: ignore[return-value]
+
+
+def _to_host(a: jax.Array) -> np.ndarray:
+    if getattr(a, "is_fully_addressable", True):
+        return np.asarray(a)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(a, tiled=True))

@@ -35,9 +35,12 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "CandidateOptions",
     "allocate_budget",
+    "candidates_per_cluster",
+    "check_select_args",
     "ecos_select",
     "filter_scores",
     "num_candidates",
+    "pick_from_candidates",
 ]
 
 #: Rows per distance block in every step of an ECOS round (k-means, coverage, selection).
@@ -265,9 +268,10 @@ def ecos_select(
     check_metric(metric)
     x_NxD = as_features(pool_features, "pool_features")
     num_pool, dim = x_NxD.shape
-    c_RxD = as_features(centroids, "centroids")
-    if c_RxD.shape[1] != dim:
-        raise ValueError(f"centroids have dimension {c_RxD.shape[1]} but pool_features have {dim}.")
+    c_RxD, s_R, chunk_size = check_select_args(
+        centroids, scores, dim=dim, num_pool=num_pool, budget=budget, kappa=kappa,
+        chunk_size=chunk_size,
+    )  # fmt: skip
     num_clusters = c_RxD.shape[0]
     a_N = np.asarray(assignments)
     if a_N.shape != (num_pool,) or not np.issubdtype(a_N.dtype, np.integer):
@@ -276,19 +280,11 @@ def ecos_select(
         )
     if num_pool and (a_N.min() < 0 or a_N.max() >= num_clusters):
         raise ValueError(f"assignments must lie in [0, {num_clusters}) (one per centroid).")
-    s_R = _as_scores(scores, "scores")
-    if s_R.shape != (num_clusters,):
-        raise ValueError(
-            f"scores must have shape ({num_clusters},) (one per centroid), got {s_R.shape}."
-        )
-    if kappa is not None and not (math.isfinite(float(kappa)) and float(kappa) >= 1.0):
-        raise ValueError(f"kappa must be a number >= 1 or None (whole cluster), got {kappa!r}.")
-    chunk_size = positive_int(chunk_size, "chunk_size")
-    int_in_range(budget, "budget", low=0, high=num_pool, bound="the pool size")
 
     w_R = filter_scores(s_R, threshold=threshold, top_k=top_k)
     sizes_R = np.bincount(a_N, minlength=num_clusters)
     n_R = allocate_budget(w_R, sizes_R, budget=budget)
+    m_R = candidates_per_cluster(n_R, sizes_R, kappa=kappa)
 
     dist_N = np.asarray(
         _distance_to_own_centroid(
@@ -298,28 +294,74 @@ def ecos_select(
     # Members of each cluster, nearest to their centroid first.
     order_N = np.lexsort((np.arange(num_pool), dist_N, a_N))
     starts = np.concatenate([[0], np.cumsum(sizes_R)])
+    candidates = {r: order_N[starts[r] : starts[r] + m_R[r]] for r in map(int, np.flatnonzero(n_R))}
+    return pick_from_candidates(x_NxD, candidates, c_RxD, s_R, w_R, n_R, metric=metric)
 
-    picked: dict[int, np.ndarray] = {}
-    thinned: list[int] = []  # clusters whose candidates k-center thins to n_r
-    for r in map(int, np.flatnonzero(n_R)):
-        members = order_N[starts[r] : starts[r + 1]]
-        m = len(members) if kappa is None else min(len(members), num_candidates(kappa, int(n_R[r])))
-        picked[r] = members[:m]
-        if n_R[r] < m:
-            thinned.append(r)
-        # else every candidate is taken; k-center would only reorder them.
+
+def check_select_args(centroids, scores, *, dim, num_pool, budget, kappa, chunk_size):
+    """`ecos_select`'s checks of everything but the pool and its assignments.
+
+    Returns the centroids [R, D], the float64 scores [R] and the chunk size.
+    """
+    c_RxD = as_features(centroids, "centroids")
+    if c_RxD.shape[1] != dim:
+        raise ValueError(f"centroids have dimension {c_RxD.shape[1]} but pool_features have {dim}.")
+    num_clusters = c_RxD.shape[0]
+    s_R = _as_scores(scores, "scores")
+    if s_R.shape != (num_clusters,):
+        raise ValueError(
+            f"scores must have shape ({num_clusters},) (one per centroid), got {s_R.shape}."
+        )
+    if kappa is not None and not (math.isfinite(float(kappa)) and float(kappa) >= 1.0):
+        raise ValueError(f"kappa must be a number >= 1 or None (whole cluster), got {kappa!r}.")
+    chunk_size = positive_int(chunk_size, "chunk_size")
+    int_in_range(budget, "budget", low=0, high=num_pool, bound="the pool size")
+    return c_RxD, s_R, chunk_size
+
+
+def candidates_per_cluster(n_R, sizes_R, *, kappa: float | None) -> np.ndarray:
+    """`m_r = min(|cluster r|, ceil(κ·n_r))` where `n_r > 0` (the whole cluster if κ is None)."""
+    n_R, sizes_R = np.asarray(n_R, np.int64), np.asarray(sizes_R, np.int64)
+    if kappa is None:
+        return np.where(n_R > 0, sizes_R, 0)
+    m_R = np.array([num_candidates(kappa, int(n)) for n in n_R], np.int64)
+    return np.where(n_R > 0, np.minimum(sizes_R, m_R), 0)
+
+
+def pick_from_candidates(x_NxD, candidates, centroids_RxD, s_R, w_R, n_R, *, metric, mesh=None):
+    """ECOS's last step: thin each cluster's candidates to `n_r` by k-center, then order.
+
+    Args:
+      x_NxD: the rows `candidates` index into.
+      candidates: `{r: row indices}` for every cluster with `n_r > 0`, nearest first.
+      centroids_RxD, s_R, w_R, n_R: the centroids, scores, filtered weights and allocation.
+      metric: the k-center's metric.
+      mesh: if given, the clusters' k-center runs split over its devices
+        (`grouped_k_center`'s `mesh`).
+
+    Returns:
+      int64 [sum(n_R)] row indices into `x_NxD`, grouped by cluster in decreasing weight
+      order, in greedy pick order within a cluster.
+    """
+    picked = dict(candidates)
+    # Clusters whose candidates k-center thins to n_r; where every candidate is taken,
+    # k-center would only reorder them.
+    thinned = [r for r, rows in candidates.items() if n_R[r] < len(rows)]
     if thinned:
-        c_host = np.asarray(c_RxD)
+        c_host = np.asarray(centroids_RxD)
         chosen = grouped_k_center(
             x_NxD,
-            [picked[r] for r in thinned],
+            [candidates[r] for r in thinned],
             c_host[thinned],
             [int(n_R[r]) for r in thinned],
             metric=metric,
+            mesh=mesh,
         )
         picked.update(zip(thinned, chosen, strict=True))
+    num_clusters = len(s_R)
     cluster_order = np.lexsort((np.arange(num_clusters), -s_R, -w_R))
     out = [picked[int(r)] for r in cluster_order if n_R[r] > 0]
     out = np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
+    budget = int(np.sum(n_R))
     assert out.shape == (budget,) and np.unique(out).size == budget
     return out
