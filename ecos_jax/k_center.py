@@ -272,9 +272,10 @@ def grouped_k_center(
         (ECOS: the cluster centroid).
       num_select: per set, the number of picks, `1 <= num_select[i] <= len(candidates[i])`.
       metric: `'l2'` or `'cosine'`.
-      mesh: a 1-D `jax.sharding.Mesh`: each call then orders `mesh.size` times as many
-        sets, split over the devices (the sets are independent); `x_NxD` must be
-        replicated on the mesh (or a host array). The picks are the same.
+      mesh: a 1-D `jax.sharding.Mesh`: each call then orders up to `mesh.size` times as
+        many sets, split over the devices (the sets are independent), each device at
+        most its share rounded up to a power of two; `x_NxD` must be replicated on the
+        mesh (or a host array). The picks are the same.
 
     Returns:
       Per set, int64 row indices into `x_NxD` (a subset of its candidates) in pick order.
@@ -309,7 +310,13 @@ def grouped_k_center(
         if not isinstance(x_NxD, jax.Array):
             x_NxD = _on_mesh(mesh, np.asarray(x_NxD, np.float32), split=False)
     for padded, members in sorted(groups.items()):
-        per_call = clusters_per_chunk(padded, dim) * per_device
+        per_call = clusters_per_chunk(padded, dim)
+        if mesh is not None:
+            # Each device takes at most its share of the sets, rounded up to a power of two:
+            # a lone large set is not padded with dummies on every device (at most
+            # log2(MAX_CLUSTERS_PER_CHUNK) + 1 programs per P).
+            share = bucket_size(-(-len(members) // per_device), minimum=1)
+            per_call = min(per_call, share) * per_device
         for start in range(0, len(members), per_call):
             chunk = members[start : start + per_call]
             rows_GxP = np.zeros((per_call, padded), np.int32)

@@ -65,7 +65,7 @@ def test_results_notebook_runs_on_smoke_output(selective_labeling_smoke, tmp_pat
     assert "no examples/" in outputs and "no runs/" in outputs
 
 
-@pytest.mark.parametrize("name", ["results.ipynb", "sampling_quality.ipynb"])
+@pytest.mark.parametrize("name", ["results.ipynb", "sampling_quality.ipynb", "scaling.ipynb"])
 def test_committed_notebook_carries_outputs_of_the_committed_results(name):
     """Committed with its outputs (run on results/), without machine paths or timings."""
     nb = nbformat.read(REPO / "notebooks" / name, as_version=4)

@@ -1,8 +1,12 @@
 """The scaling study's smoke config end to end on 8 fake devices (one process)."""
 
 import json
+import os
+from pathlib import Path
 
+import nbformat
 import pytest
+from nbclient import NotebookClient
 
 from experiments import scaling_study
 from experiments.configs import scaling_study as study_config
@@ -32,3 +36,16 @@ def test_scaling_study_smoke_on_eight_devices(tmp_path):
     assert "not speedups" in report and "Communication" in report
     for name in ("time_vs_devices.png", "efficiency_vs_devices.png", "time_vs_pool.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+    # notebooks/scaling.ipynb reads this output.
+    notebooks = Path(__file__).resolve().parents[2] / "notebooks"
+    nb = nbformat.read(notebooks / "scaling.ipynb", as_version=4)
+    os.environ["ECOS_RESULTS_DIR"] = str(tmp_path)
+    try:
+        client = NotebookClient(nb, timeout=300, kernel_name="python3")
+        client.execute(cwd=str(notebooks))
+    finally:
+        del os.environ["ECOS_RESULTS_DIR"]
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "independent of N: True" in text
+    assert (tmp_path / "notebook_scaling.png").stat().st_size > 0
