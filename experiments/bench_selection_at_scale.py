@@ -1,8 +1,9 @@
 """ECOS selection at scale against one KMeans iteration on the same pool, in one run.
 
-    python -m experiments.bench_selection_at_scale            # N=1,000,000, D=512, R=1000, B=10,000
-    python -m experiments.bench_selection_at_scale --rows=100000 --dim=128 --clusters=256 --budget=5000
-    JAX_NUM_CPU_DEVICES=8 python -m experiments.bench_selection_at_scale --mesh=8   # + sharded check
+    python -m experiments.bench_selection_at_scale     # N=1,000,000, D=512, R=1000, B=10,000
+    python -m experiments.bench_selection_at_scale --rows=100000 --dim=128 --clusters=256 \
+        --budget=5000
+    JAX_NUM_CPU_DEVICES=8 python -m experiments.bench_selection_at_scale --mesh=8  # + 8 devices
 
 The pool is Gaussian blobs (`ecos_jax.scaling.blob_rows`), clustered by `ecos_jax.kmeans`
 with `--kmeans_iters` Lloyd iterations from k-means++ seeding; the scores are positive
@@ -56,9 +57,9 @@ def run(args) -> dict:
     init = kmeans.kmeans(jax.random.key(args.seed), x, k=args.clusters, num_iters=1).centroids
 
     def lloyd(iters):
-        return lambda: kmeans.kmeans(
-            None, x, k=args.clusters, init=init, num_iters=iters, tol=0.0
-        ).centroids
+        return lambda: (
+            kmeans.kmeans(None, x, k=args.clusters, init=init, num_iters=iters, tol=0.0).centroids
+        )
 
     t1 = _median(lloyd(1), args.repeats)
     t2 = _median(lloyd(2), args.repeats)

@@ -70,6 +70,7 @@ def _sizes(config, study: str, devices: int):
         s["pool_rows"] = config.weak.pool_rows_per_device * devices
         s["image_rows"] = config.weak.image_rows_per_device * devices
         s["train_batch"] = config.weak.train_batch_per_device * devices
+        s["client_rows"] = config.weak.client_rows_per_device * devices
     return scaling.RoundSizes(**s)
 
 
@@ -147,7 +148,8 @@ def _report(config, rows, comm, skipped, fake: bool) -> str:
         what = (
             f"N = {config.strong.pool_rows:,} fixed"
             if study == "strong"
-            else f"N = {config.weak.pool_rows_per_device:,} per device"
+            else f"N = {config.weak.pool_rows_per_device:,} and M = "
+            f"{config.weak.client_rows_per_device:,} per device"
         )
         lines += [
             "",

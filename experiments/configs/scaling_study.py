@@ -59,10 +59,11 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     strong.kmeans_iters = 5
     strong.train_batch = 256
 
-    # Weak scaling: the pool (and φ's images and the training batch) grow with the mesh;
-    # the client, R and B stay as in the strong study.
+    # Weak scaling: the pool, the client, φ's images and the training batch grow with the
+    # mesh; R and B stay as in the strong study.
     config.weak = ml_collections.ConfigDict()
     config.weak.pool_rows_per_device = 25_000
+    config.weak.client_rows_per_device = 2_500
     config.weak.image_rows_per_device = 128
     config.weak.train_batch_per_device = 32
 
@@ -85,8 +86,9 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
             image_rows=40, image_size=16, kmeans_iters=2, train_batch=16,
         )  # fmt: skip
         config.weak.update(
-            pool_rows_per_device=1_000, image_rows_per_device=8, train_batch_per_device=4
-        )
+            pool_rows_per_device=1_000, client_rows_per_device=100, image_rows_per_device=8,
+            train_batch_per_device=4,
+        )  # fmt: skip
         config.phi.resolution = 16
         config.phi.batch_size = 8
         config.communication.pool_rows = (1_000, 100_000)
@@ -97,7 +99,8 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
             budget=10_000, image_rows=8_192, kmeans_iters=10, train_batch=1_024,
         )  # fmt: skip
         config.weak.update(
-            pool_rows_per_device=125_000, image_rows_per_device=1_024, train_batch_per_device=128
-        )
+            pool_rows_per_device=125_000, client_rows_per_device=12_500,
+            image_rows_per_device=1_024, train_batch_per_device=128,
+        )  # fmt: skip
         config.communication.pool_rows = (1_000_000, 10_000_000)
     return config
