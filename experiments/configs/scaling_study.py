@@ -1,6 +1,6 @@
 """The scaling study: every stage of an ECOS round vs the number of devices and the pool.
 
-Run (8 fake CPU devices in one process; about 6 min on 2 CPU cores):
+Run (8 fake CPU devices in one process; about 3.5 min on 2 CPU cores):
 
   JAX_NUM_CPU_DEVICES=8 python -m experiments.scaling_study --workdir=results/scaling
 
