@@ -37,6 +37,7 @@ from ecos_jax import (
     selection,
     sharded_selection,
     sharding,
+    subsampling,
     synthetic,
     votes,
 )
@@ -85,6 +86,7 @@ __all__ = [
     "selection",
     "sharded_selection",
     "sharding",
+    "subsampling",
     "synthetic",
     "votes",
 ]
