@@ -652,14 +652,29 @@ def kmeans_plusplus_init(
     n = x_NxD.shape[0]
     k = _check_k(k, n)
     _check_weights(weights, n)
+    sample_size, trials = _seeding_plan(n, k, sample_size, num_local_trials, "sample_size")
+    w = jnp.ones((n,), jnp.float32) if weights is None else jnp.asarray(weights, jnp.float32)
+    return _kmeans_plusplus(key, x_NxD, w, k=k, sample_size=sample_size, num_local_trials=trials)
+
+
+def _seeding_plan(n, k, sample_size, num_local_trials, name: str) -> tuple[int, int]:
+    """k-means++'s sample size (clipped to N) and trials per centre, checked against k."""
     sample_size = _default_sample_size(n, k) if sample_size is None else int(sample_size)
     if not k <= sample_size:
-        raise ValueError(f"sample_size={sample_size} must be at least k={k}.")
+        raise ValueError(f"{name}={sample_size} must be at least k={k}.")
     trials = 2 + int(math.log(k)) if num_local_trials is None else int(num_local_trials)
-    w = jnp.ones((n,), jnp.float32) if weights is None else jnp.asarray(weights, jnp.float32)
-    return _kmeans_plusplus(
-        key, x_NxD, w, k=k, sample_size=min(sample_size, n), num_local_trials=trials
-    )
+    return min(sample_size, n), trials
+
+
+def _check_start(key, init, *, k: int, d: int) -> jax.Array | None:
+    """Checks the key (needed unless `init` is given) and `init` [k, D]; returns `init`."""
+    if init is None or key is not None:
+        check_key(key, "key")
+    if init is None:
+        return None
+    if getattr(init, "shape", None) != (k, d):
+        raise ValueError(f"init must have shape (k, d) = ({k}, {d}); got {init.shape}.")
+    return as_features(init, "init", nonempty=True)
 
 
 # ------------------------------------------------------------------------------- Lloyd
@@ -785,9 +800,7 @@ def _prepare(
     w = None if weights is None else jnp.asarray(weights, jnp.float32)
     if init is None:
         return x, w, kmeans_plusplus_init(key, x, k=k, weights=w, sample_size=init_sample_size)
-    if getattr(init, "shape", None) != (k, d):
-        raise ValueError(f"init must have shape (k, d) = ({k}, {d}); got {init.shape}.")
-    return x, w, as_features(init, "init", nonempty=True)
+    return x, w, _check_start(key, init, k=k, d=d)
 
 
 def kmeans(

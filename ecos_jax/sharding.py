@@ -19,7 +19,6 @@ References:
 from __future__ import annotations
 
 import functools
-import math
 from typing import NamedTuple
 
 import jax
@@ -31,7 +30,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ecos_jax import votes
-from ecos_jax._validate import MAX_ABS_FEATURE, as_client_features, as_features, check_key
+from ecos_jax._validate import MAX_ABS_FEATURE, as_client_features, as_features
 from ecos_jax.coverage import CoverageScores
 from ecos_jax.kmeans import (
     DEFAULT_CHUNK_SIZE,
@@ -40,11 +39,12 @@ from ecos_jax.kmeans import (
     _check_assign,
     _check_k,
     _check_loop,
-    _default_sample_size,
+    _check_start,
     _farthest_points,
     _kmeans_plusplus,
     _lloyd,
     _prepare,
+    _seeding_plan,
     _squared_norms,
 )
 
@@ -259,19 +259,11 @@ def _sharded_start(key, rows: ShardedRows, mesh: Mesh, *, k, init, init_sample_s
     if n == 0 or d == 0:
         raise ValueError(f"x_NxD must be non-empty; got {n} rows of dimension {d}.")
     k = _check_k(k, n)
+    init = _check_start(key, init, k=k, d=d)
     if init is not None:
-        if key is not None:
-            check_key(key, "key")
-        if getattr(init, "shape", None) != (k, d):
-            raise ValueError(f"init must have shape (k, d) = ({k}, {d}); got {init.shape}.")
-        return as_features(init, "init", nonempty=True)
-    check_key(key, "key")
-    size = _default_sample_size(n, k) if init_sample_size is None else int(init_sample_size)
-    if not k <= size:
-        raise ValueError(f"init_sample_size={size} must be at least k={k}.")
-    size = min(size, n)
+        return init
+    size, trials = _seeding_plan(n, k, init_sample_size, None, "init_sample_size")
     x_S = _replicated_fns(mesh)[0](key, rows.x, num_rows=n, sample_size=size)
-    trials = 2 + int(math.log(k))
     w_S = jax.device_put(jnp.ones((size,), jnp.float32), NamedSharding(mesh, P()))
     return _kmeans_plusplus(key, x_S, w_S, k=k, sample_size=size, num_local_trials=trials)
 
