@@ -239,15 +239,6 @@ def _sharded_order_chunk(mesh, metric: str):
     return jax.jit(fn)
 
 
-def _on_mesh(mesh, arr: np.ndarray, *, split: bool) -> jax.Array:
-    """`arr` (the same on every process) as a global array: row-split, or replicated."""
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
-
-    sharding = NamedSharding(mesh, P(mesh.axis_names[0]) if split else P())
-    return jax.make_array_from_callback(arr.shape, sharding, lambda index: arr[index])
-
-
 def grouped_k_center(
     x_NxD: jax.Array,
     candidates: Sequence[np.ndarray],
@@ -303,12 +294,16 @@ def grouped_k_center(
     if mesh is None:
         order, per_device = functools.partial(_order_chunk, metric=metric), 1
         as_input = as_steps = jnp.asarray
+        to_host = np.asarray
     else:
+        from ecos_jax.sharding import gather_to_host as to_host
+        from ecos_jax.sharding import to_mesh
+
         order, per_device = _sharded_order_chunk(mesh, metric), mesh.size
-        as_input = functools.partial(_on_mesh, mesh, split=True)
-        as_steps = functools.partial(_on_mesh, mesh, split=False)
+        as_input = functools.partial(to_mesh, mesh=mesh, split=True)
+        as_steps = functools.partial(to_mesh, mesh=mesh, split=False)
         if not isinstance(x_NxD, jax.Array):
-            x_NxD = _on_mesh(mesh, np.asarray(x_NxD, np.float32), split=False)
+            x_NxD = to_mesh(np.asarray(x_NxD, np.float32), mesh, split=False)
     for padded, members in sorted(groups.items()):
         per_call = clusters_per_chunk(padded, dim)
         if mesh is not None:
@@ -328,7 +323,7 @@ def grouped_k_center(
                 seeds_GxD[g] = seeds[i]
             steps = max(int(num_select[i]) for i in chunk)
             idx_GxP, valid_GxP = (
-                _to_host(a)
+                to_host(a)
                 for a in order(
                     x_NxD,
                     as_input(rows_GxP),
@@ -342,11 +337,3 @@ def grouped_k_center(
                 assert np.all(valid_GxP[g, :n]), "a set ran out of candidates before n picks"
                 out[i] = np.asarray(candidates[i], np.int64)[idx_GxP[g, :n]]
     return out  # type: ignore[return-value]
-
-
-def _to_host(a: jax.Array) -> np.ndarray:
-    if getattr(a, "is_fully_addressable", True):
-        return np.asarray(a)
-    from jax.experimental import multihost_utils
-
-    return np.asarray(multihost_utils.process_allgather(a, tiled=True))

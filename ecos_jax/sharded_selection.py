@@ -53,6 +53,7 @@ from ecos_jax.sharding import (
     gather_to_host,
     padded_num_rows,
     shard_rows,
+    to_mesh,
 )
 
 __all__ = ["sharded_ecos_select"]
@@ -118,13 +119,6 @@ def _ranking_fns(mesh: Mesh, *, num_clusters: int, metric: str, chunk_size: int)
     return sizes_fn, shortlist_fn
 
 
-def _global(mesh: Mesh, arr: np.ndarray, spec: P) -> jax.Array:
-    """A host array (the same on every process) as a global array with `spec`."""
-    return jax.make_array_from_callback(
-        arr.shape, NamedSharding(mesh, spec), lambda index: arr[index]
-    )
-
-
 def _pool_and_assignments(pool, assignments, mesh: Mesh):
     """The pool as `ShardedRows` and its assignments as a sharded int32 [N_pad]."""
     axis = _axis(mesh)
@@ -152,7 +146,7 @@ def _pool_and_assignments(pool, assignments, mesh: Mesh):
     else:
         a_host = np.zeros((n_pad,), np.int32)
         a_host[:n] = np.asarray(a)[:n]
-        a = _global(mesh, a_host, P(axis))
+        a = to_mesh(a_host, mesh, split=True)
     return rows, a
 
 
@@ -221,11 +215,11 @@ def sharded_ecos_select(
     # Each device's shortlist; padded to a power of two so nearby budgets share a program.
     per_device = padded_num_rows(num_pool, mesh) // mesh.size
     length = min(per_device, bucket_size(int(m_R.sum()), minimum=MIN_SHORTLIST))
-    c_rep = _global(mesh, np.asarray(c_RxD, np.float32), P())
+    c_rep = to_mesh(np.asarray(c_RxD, np.float32), mesh, split=False)
     key, dist, g = (
         gather_to_host(v)
         for v in shortlist_fn(length)(
-            rows.x, a_pad, rows.valid, c_rep, _global(mesh, m_R.astype(np.int32), P())
+            rows.x, a_pad, rows.valid, c_rep, to_mesh(m_R.astype(np.int32), mesh, split=False)
         )
     )
     # The global m_r nearest of each cluster, in (distance, row) order, as ecos_select.
@@ -238,7 +232,7 @@ def sharded_ecos_select(
 
     # Gather the candidates' features (Σ m_r rows), replicated, and pick among them.
     flat = np.concatenate([global_rows[int(r)] for r in nonempty])
-    x_cand = _replicated_fns(mesh)[2](rows.x, _global(mesh, flat.astype(np.int32), P()))
+    x_cand = _replicated_fns(mesh)[2](rows.x, to_mesh(flat.astype(np.int32), mesh, split=False))
     local, offset = {}, 0
     for r in map(int, nonempty):
         local[r] = np.arange(offset, offset + len(global_rows[r]))

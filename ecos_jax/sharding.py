@@ -60,6 +60,7 @@ __all__ = [
     "sharded_coverage_scores",
     "sharded_features",
     "sharded_kmeans",
+    "to_mesh",
 ]
 
 AXIS = "data"
@@ -203,6 +204,17 @@ def shard_process_rows(local_x, *, num_rows: int, mesh: Mesh, fill=0) -> Sharded
     x_global = jax.make_array_from_process_local_data(sharding, x_pad, (n_pad, *local_x.shape[1:]))
     v_global = jax.make_array_from_process_local_data(sharding, valid, (n_pad,))
     return ShardedRows(x_global, v_global, int(num_rows))
+
+
+def to_mesh(arr, mesh: Mesh, *, split: bool) -> jax.Array:
+    """A host array, the same on every process, as a global array: row-split or replicated.
+
+    Works in one process and under multi-controller JAX alike (each process places only
+    its own devices' part).
+    """
+    arr = np.asarray(arr)
+    sharding = NamedSharding(mesh, P(_axis(mesh)) if split else P())
+    return jax.make_array_from_callback(arr.shape, sharding, lambda index: arr[index])
 
 
 def gather_to_host(x: jax.Array) -> np.ndarray:
