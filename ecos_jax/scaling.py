@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ecos_jax import sharding
+from ecos_jax.sharded_selection import sharded_ecos_select
 
 __all__ = [
     "STAGES",
@@ -242,8 +243,6 @@ def measure_round(
         if "scoring" in stages:
             out["scoring"] = timed(lambda: score().counts)
         if "selection" in stages:
-            from ecos_jax.sharded_selection import sharded_ecos_select
-
             scores = counts.astype(np.float64)  # the noisy release is host-side and O(R)
             out["selection"] = timed(
                 lambda: sharded_ecos_select(
