@@ -17,9 +17,12 @@ def test_benchmark_reports_all_figures(capsys):
     assert out["inertia_rel_diff_vs_faiss"] < 1e-3
     # The fractions of the device's GEMM rate, measured in the same run.
     assert out["gemm_fp32_gflops"] > 0 and out["gemm_bf16_gflops"] > 0
-    assert out["ours_fraction_of_gemm_fp32"] == pytest.approx(  # both rounded in the JSON
-        out["ours_gflops"] / out["gemm_fp32_gflops"], abs=1e-3
-    )
+    # The fraction is rounded to 3 decimals from the unrounded rates; the JSON's rates are
+    # rounded to 2 and 1 decimals, which at this tiny size moves their ratio by up to
+    # 0.005/ours + 0.05/gemm of itself (a slow GEMM under load makes that term large).
+    ours, gemm = out["ours_gflops"], out["gemm_fp32_gflops"]
+    rounding = 5e-4 + (ours / gemm) * (0.005 / ours + 0.05 / gemm) * 1.01
+    assert out["ours_fraction_of_gemm_fp32"] == pytest.approx(ours / gemm, abs=rounding)
     # The low-precision run (bf16 on CPU) and its exactness against the float32 run.
     assert out["low_precision"] == "bf16" and out["low_gemm"] == "bf16"
     assert out["low_speedup_vs_fp32"] > 0 and out["low_fraction_of_gemm_low"] > 0
