@@ -49,7 +49,7 @@ from dp_accounting import gaussian_mechanism
 from dp_accounting.pld import privacy_loss_distribution
 from dp_accounting.rdp import rdp_privacy_accountant
 
-from ecos_jax import noise
+from ecos_jax import noise, sampled_discrete_gaussian
 from ecos_jax._validate import open_unit_interval, positive_finite, positive_int
 from ecos_jax.coverage import CoverageScores
 
@@ -59,6 +59,8 @@ __all__ = [
     "PLD_MIN_NOISE_MULTIPLIER",
     "DiscreteGaussianRelease",
     "PrivacyLedger",
+    "Release",
+    "SubsampledDiscreteGaussianRelease",
     "calibrate_sigma",
     "epsilon",
     "epsilons",
@@ -77,6 +79,9 @@ PLD_MIN_NOISE_MULTIPLIER = 0.1
 
 #: Width of the PLD's privacy-loss grid (connect-the-dots; the ε reported is an upper bound).
 PLD_DISCRETIZATION = 1e-4
+
+#: Rényi orders of the RDP figure (dp-accounting's defaults, 1.1 to 1024).
+RDP_ORDERS: tuple[float, ...] = tuple(float(a) for a in rdp_privacy_accountant.DEFAULT_RDP_ORDERS)
 
 
 def privatize(
@@ -178,6 +183,10 @@ class DiscreteGaussianRelease:
             return event
         return dp_accounting.SelfComposedDpEvent(event=event, count=self.count)
 
+    def rdp(self, orders: Any) -> np.ndarray:
+        """RDP of all `count` releases at `orders`: `count · ρ · α` (the zCDP curve)."""
+        return self.count * self.rho * np.asarray(orders, np.float64)
+
     def pld(self) -> privacy_loss_distribution.PrivacyLossDistribution:
         """The PLD of the `coordinates · count` unit shifts of `N_Z(0, s²)`."""
         one = privacy_loss_distribution.from_discrete_gaussian_mechanism(
@@ -190,8 +199,107 @@ class DiscreteGaussianRelease:
         return one if shifts == 1 else one.self_compose(shifts)
 
 
+@dataclasses.dataclass(frozen=True)
+class SubsampledDiscreteGaussianRelease:
+    """`count` releases of integer counts plus `N_Z(0, s²)`, each on a fresh Poisson subsample.
+
+    Each release is computed from a subsample of `D_p` that holds every client sample
+    independently with probability `sampling_rate` (γ), and one added or removed sample
+    shifts it (when sampled) in one of two ways, `coordinates`:
+
+    - 1: one count by 1 (Private-kNN's screening statistic, the top vote count);
+    - 2: one vote from one bin to another (a vote histogram with a fixed number of votes).
+
+    Its RDP and PLD are those of the exact mixture pair on the integers
+    (`ecos_jax.sampled_discrete_gaussian`), both orders of add-or-remove, not of the
+    continuous Gaussian; `dp_event()` is the continuous counterpart in dp-accounting's
+    vocabulary (`PoissonSampledDpEvent(γ, GaussianDpEvent(s/√c))`), which the tests show is
+    never below the exact curve at integer orders.
+
+    Attributes:
+      scale: `s`, the discrete Gaussian's parameter on every count (in votes), > 0.
+      sampling_rate: γ in (0, 1], the rate actually used (`subsampling.poisson_masks`
+        returns it rounded up to its 2^-64 grid).
+      count: how many such releases, each on its own subsample, >= 1.
+      coordinates: 1 or 2, as above.
+      name: what was released.
+
+    Example:
+      >>> r = SubsampledDiscreteGaussianRelease(25.0, 0.15, count=1000, coordinates=2)
+      >>> round(r.noise_multiplier, 3)
+      17.678
+      >>> round(epsilon(r, delta=1e-5), 3), round(epsilon(r, delta=1e-5, accountant="pld"), 3)
+      (1.098, 1.057)
+
+    References:
+      Zhu, Yu, Wang. "Private-kNN." CVPR 2020. Mironov, Talwar, Zhang 2019
+      (arXiv:1908.10530). Canonne, Kamath, Steinke, NeurIPS 2020.
+    """
+
+    scale: float
+    sampling_rate: float
+    count: int = 1
+    coordinates: int = 1
+    name: str = "subsampled_votes"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scale", positive_finite(self.scale, "scale"))
+        rate = positive_finite(self.sampling_rate, "sampling_rate")
+        if rate > 1.0:
+            raise ValueError(f"sampling_rate must be in (0, 1], got {rate}.")
+        object.__setattr__(self, "sampling_rate", rate)
+        object.__setattr__(self, "count", positive_int(self.count, "count"))
+        if self.coordinates not in (1, 2):
+            raise ValueError(
+                f"coordinates must be 1 (one count moves by 1) or 2 (one vote moves between "
+                f"two bins), got {self.coordinates!r}."
+            )
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"name must be a non-empty str, got {self.name!r}.")
+
+    @property
+    def noise_multiplier(self) -> float:
+        """`s / Δ`, with the L2 sensitivity `Δ = √coordinates`."""
+        return self.scale / math.sqrt(self.coordinates)
+
+    def rdp(self, orders: Any) -> np.ndarray:
+        """RDP of all `count` releases at `orders`: `count` times the exact per-release curve."""
+        one = sampled_discrete_gaussian.renyi_divergence(
+            self.scale, self.sampling_rate, self.coordinates, np.asarray(orders, np.float64)
+        )
+        return self.count * one
+
+    def pld(self) -> privacy_loss_distribution.PrivacyLossDistribution:
+        """The pessimistic PLD of the exact mixture pair (both orders), composed `count` times."""
+        support, log_p, log_mu = sampled_discrete_gaussian.log_pmf_pair(
+            self.scale, self.sampling_rate, self.coordinates
+        )
+        lower = dict(zip(support.tolist(), log_p.tolist(), strict=True))
+        upper = dict(zip(support.tolist(), log_mu.tolist(), strict=True))
+        one = privacy_loss_distribution.from_two_probability_mass_functions(
+            lower,
+            upper,
+            pessimistic_estimate=True,
+            value_discretization_interval=PLD_DISCRETIZATION,
+            symmetric=False,
+        )
+        return one if self.count == 1 else one.self_compose(self.count)
+
+    def dp_event(self) -> dp_accounting.DpEvent:
+        """The continuous-Gaussian counterpart, for reference and cross-checks."""
+        event = dp_accounting.PoissonSampledDpEvent(
+            self.sampling_rate, dp_accounting.GaussianDpEvent(float(self.noise_multiplier))
+        )
+        return event if self.count == 1 else dp_accounting.SelfComposedDpEvent(event, self.count)
+
+
+#: A release the ledger can account for.
+Release = DiscreteGaussianRelease | SubsampledDiscreteGaussianRelease
+_RELEASE_TYPES = (DiscreteGaussianRelease, SubsampledDiscreteGaussianRelease)
+
+
 def epsilon(
-    releases: DiscreteGaussianRelease | Iterable[DiscreteGaussianRelease],
+    releases: Release | Iterable[Release],
     *,
     delta: float,
     accountant: str = "rdp",
@@ -199,7 +307,8 @@ def epsilon(
     """ε at `delta` of the composition of all `releases` (add-or-remove-one neighbours).
 
     Args:
-      releases: one `DiscreteGaussianRelease` or several; an empty list costs ε = 0.
+      releases: one release (`DiscreteGaussianRelease`,
+        `SubsampledDiscreteGaussianRelease`) or several; an empty list costs ε = 0.
       delta: target δ in (0, 1).
       accountant: 'rdp' (zCDP through `RdpAccountant`, the primary figure) or 'pld'
         (the discrete Gaussian's privacy loss distribution, tighter).
@@ -222,11 +331,16 @@ def epsilon(
     if not releases:
         return 0.0
     if accountant == "rdp":
-        acc = rdp_privacy_accountant.RdpAccountant(neighboring_relation=NEIGHBORING_RELATION)
-        for release in releases:
-            acc.compose(release.rdp_event())
-        return float(acc.get_epsilon(delta))
-    effective = sum(r.count / r.noise_multiplier**2 for r in releases) ** -0.5
+        # Every release's RDP curve at the same orders, summed (composition), then
+        # dp-accounting's conversion to (ε, δ), as its RdpAccountant does.
+        orders = np.asarray(RDP_ORDERS)
+        total = np.sum([r.rdp(orders) for r in releases], axis=0)
+        eps, _ = rdp_privacy_accountant.compute_epsilon(orders, total, delta)
+        return float(eps)
+    unsampled = [r for r in releases if isinstance(r, DiscreteGaussianRelease)]
+    effective = (
+        sum(r.count / r.noise_multiplier**2 for r in unsampled) ** -0.5 if unsampled else math.inf
+    )
     if effective < PLD_MIN_NOISE_MULTIPLIER:
         raise ValueError(
             f"the releases compose to an effective noise multiplier {effective:.4g} < "
@@ -239,9 +353,7 @@ def epsilon(
     return float(total.get_epsilon_for_delta(delta))
 
 
-def epsilons(
-    releases: DiscreteGaussianRelease | Iterable[DiscreteGaussianRelease], *, delta: float
-) -> dict[str, float]:
+def epsilons(releases: Release | Iterable[Release], *, delta: float) -> dict[str, float]:
     """Both figures: `{'rdp': ε_RDP, 'pld': ε_PLD}` at `delta`.
 
     Example:
@@ -338,19 +450,20 @@ class PrivacyLedger:
       Hong et al., NeurIPS 2022 (arXiv:2210.12575), Sec. 3 and task (c).
     """
 
-    def __init__(self, releases: Iterable[DiscreteGaussianRelease] = ()) -> None:
-        self._releases: list[DiscreteGaussianRelease] = _as_release_list(releases)
+    def __init__(self, releases: Iterable[Release] = ()) -> None:
+        self._releases: list[Release] = _as_release_list(releases)
 
-    def record(self, release: DiscreteGaussianRelease) -> None:
+    def record(self, release: Release) -> None:
         """Appends one release (or `count` identical ones) to the ledger."""
-        if not isinstance(release, DiscreteGaussianRelease):
+        if not isinstance(release, _RELEASE_TYPES):
             raise TypeError(
-                f"release must be a DiscreteGaussianRelease, got {type(release).__name__}."
+                "release must be a DiscreteGaussianRelease or a "
+                f"SubsampledDiscreteGaussianRelease, got {type(release).__name__}."
             )
         self._releases.append(release)
 
     @property
-    def releases(self) -> tuple[DiscreteGaussianRelease, ...]:
+    def releases(self) -> tuple[Release, ...]:
         """The recorded releases, in order."""
         return tuple(self._releases)
 
@@ -367,20 +480,23 @@ class PrivacyLedger:
         return {
             "delta": open_unit_interval(delta, "delta"),
             "mechanism": "discrete Gaussian",
-            "releases": [dataclasses.asdict(r) for r in self._releases],
+            "releases": [
+                {"kind": type(r).__name__, **dataclasses.asdict(r)} for r in self._releases
+            ],
             "epsilon": self.epsilons(delta=delta),
         }
 
 
-def _as_release_list(releases: Any) -> list[DiscreteGaussianRelease]:
+def _as_release_list(releases: Any) -> list[Release]:
     """Wraps a single release and checks every item's type."""
-    if isinstance(releases, DiscreteGaussianRelease):
+    if isinstance(releases, _RELEASE_TYPES):
         return [releases]
     out = list(releases)
     for r in out:
-        if not isinstance(r, DiscreteGaussianRelease):
+        if not isinstance(r, _RELEASE_TYPES):
             raise TypeError(
-                f"releases must hold DiscreteGaussianRelease items, got {type(r).__name__}."
+                "releases must hold DiscreteGaussianRelease or "
+                f"SubsampledDiscreteGaussianRelease items, got {type(r).__name__}."
             )
     return out
 

@@ -139,3 +139,15 @@ def test_jax_privacy_epsilon_from_gdp_overshoots_with_few_draws():
     theirs = auditing.CanaryScoreAuditor(in_scores, out_scores).epsilon_from_gdp(0.05, DELTA)
     ours = audit.gdp_epsilon(in_scores, out_scores, significance=0.05, delta=DELTA)
     assert ours <= truth < theirs
+
+
+def test_one_subsampled_knn_answer_passes_and_a_silently_unsampled_one_is_caught():
+    # End to end: masks from the sampler, votes from subsampled_votes, noise from
+    # noise.add_discrete_gaussian. The same noise claimed at γ = 0.5 but drawn without
+    # subsampling (γ = 1) must be flagged; the deployed one must not.
+    kwargs = dict(sampling_rate=0.5, target_epsilon=2.0, delta=DELTA, num_draws=200_000)
+    deployed = audit.subsampled_knn_audit(key=jax.random.key(1), **kwargs)
+    assert not deployed.violated
+    assert 0.5 < deployed.epsilon_lr <= deployed.claimed_epsilon_pld <= deployed.claimed_epsilon_rdp
+    broken = audit.subsampled_knn_audit(key=jax.random.key(1), drawn_rate=1.0, **kwargs)
+    assert broken.violated and broken.epsilon_gdp > broken.claimed_epsilon_rdp

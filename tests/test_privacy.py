@@ -194,6 +194,7 @@ def test_ledger_records_and_composes():
     summary = json.loads(json.dumps(ledger.summary(delta=DELTA)))
     assert summary["mechanism"] == "discrete Gaussian"
     assert summary["releases"][1] == {
+        "kind": "DiscreteGaussianRelease",
         "noise_multiplier": 40.0,
         "count": 50,
         "coordinates": 2,
