@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from ecos_jax.features.extract import FeatureCacheKey, PretrainedExtractor, cached_features
+from ecos_jax.features.hog import fit_hog_pca
 from ecos_jax.features.pixels import fit_pixel_pca
 from ecos_jax.features.small_cnn import train_small_cnn
 from ecos_jax.synthetic import FeatureBenchmark
@@ -25,7 +26,7 @@ from ecos_jax.synthetic import FeatureBenchmark
 __all__ = ["EXTRACTORS", "featurize_split", "make_extractor"]
 
 #: Extractors `make_extractor` knows, cheapest first.
-EXTRACTORS = ("pixels_pca", "small_cnn", "efficientnet_lite0", "mobilenet_v2")
+EXTRACTORS = ("pixels_pca", "hog_pca", "small_cnn", "efficientnet_lite0", "mobilenet_v2")
 
 
 def make_extractor(
@@ -43,8 +44,9 @@ def make_extractor(
     Args:
       name: one of `EXTRACTORS`. 'efficientnet_lite0' and 'mobilenet_v2' are the ImageNet
         networks (1280-d); 'pixels_pca' projects resized pixels on the pool's top `dim`
-        principal axes; 'small_cnn' trains a small CNN on the labeled pool (its penultimate
-        layer, `dim` wide).
+        principal axes; 'hog_pca' projects HOG descriptors (grey, `resolution` px) on the
+        pool's top `dim` principal axes; 'small_cnn' trains a small CNN on the labeled
+        pool (its penultimate layer, `dim` wide).
       pool_images: uint8 [N, H, W, 3] public pool images (what fitted extractors fit on).
       pool_labels: class labels of the pool, needed by 'small_cnn' only (rows < 0, the
         unrelated domains, are left out of its training).
@@ -60,6 +62,8 @@ def make_extractor(
         return PretrainedExtractor.create(name, resolution=resolution, batch_size=batch_size)
     if name == "pixels_pca":
         return fit_pixel_pca(pool_images, dim=dim, resolution=resolution or 16, seed=seed)
+    if name == "hog_pca":
+        return fit_hog_pca(pool_images, dim=dim, resolution=resolution or 28, seed=seed)
     if name == "small_cnn":
         if pool_labels is None:
             raise ValueError("extractor 'small_cnn' needs pool_labels (labeled public data).")

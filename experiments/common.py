@@ -22,6 +22,7 @@ from ecos_jax import coverage, noise, privacy, protocol, selection, synthetic
 
 __all__ = [
     "ImageBenchmark",
+    "Space",
     "atomic_write",
     "client_randomness",
     "coverage_kwargs",
@@ -31,9 +32,11 @@ __all__ = [
     "load_image_benchmark",
     "main",
     "mean_std",
+    "parse_space",
     "score_randomness",
     "score_sigma",
     "select",
+    "space_features",
 ]
 
 
@@ -84,6 +87,61 @@ def load_image_benchmark(config, client_domain: str) -> ImageBenchmark:
         f"{extractor.name} (d={features.pool_features.shape[1]})."
     )
     return ImageBenchmark(split, features, extractor, about)
+
+
+class Space(NamedTuple):
+    """A feature space for the kNN: a public extractor, its input resolution, a metric."""
+
+    extractor: str
+    resolution: int
+    metric: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.extractor}:{self.resolution}:{self.metric}"
+
+
+def parse_space(text: str, field: str = "config.spaces entry") -> Space:
+    """'extractor:resolution:metric' → `Space`, naming the field on a malformed entry."""
+    from ecos_jax import feature_benchmark
+
+    parts = str(text).split(":")
+    if len(parts) != 3 or not parts[1].isdigit() or parts[2] not in ("l2", "cosine"):
+        raise ValueError(
+            f"{field} {text!r} must read 'extractor:resolution:metric' with an "
+            "integer resolution and metric 'l2' or 'cosine', e.g. 'efficientnet_lite0:64:l2'."
+        )
+    if parts[0] not in feature_benchmark.EXTRACTORS or parts[0] == "small_cnn":
+        raise ValueError(
+            f"{field} {text!r}: extractor {parts[0]!r} is not one of "
+            f"{[e for e in feature_benchmark.EXTRACTORS if e != 'small_cnn']} (small_cnn "
+            "trains on pool labels the cloud does not have in task c)."
+        )
+    return Space(parts[0], int(parts[1]), parts[2])
+
+
+def space_features(config, bench: ImageBenchmark, space: Space, *, dim: int):
+    """(pool, client) features in a kNN `space`; φ's own features when the space is φ.
+
+    Every extractor is public and fitted on the cloud's pool only (`make_extractor`), so
+    the space changes the labels' quality, never their privacy cost.
+    """
+    from ecos_jax import feature_benchmark
+
+    fcfg = config.features
+    if space.extractor == fcfg.extractor and space.resolution == fcfg.resolution:
+        return bench.features.pool_features, bench.features.client_features
+    extractor = feature_benchmark.make_extractor(
+        space.extractor,
+        pool_images=bench.split.pool_images,
+        resolution=space.resolution,
+        batch_size=fcfg.batch_size,
+        dim=dim,
+    )
+    feats = feature_benchmark.featurize_split(
+        bench.split, extractor, cache_tag=feature_cache_tag(config)
+    )
+    return feats.pool_features, feats.client_features
 
 
 def feature_cache_tag(config) -> str | None:

@@ -33,7 +33,8 @@ class DomainContext:
     """One client domain's data and the settings and state its runs share.
 
     `rounds` is filled as the sweep goes: the client's ECOS round of each (seed, ε), which
-    task (c) composes with its label release.
+    task (c) composes with its label release. `knn_features` are task (c)'s kNN space
+    (`config.knn.space`) of the pool and of the client's data.
     """
 
     config: Any  # the experiment's ml_collections.ConfigDict
@@ -46,6 +47,7 @@ class DomainContext:
     model_macs: int  # the task's model, eval forward on one image
     rounds: dict[tuple[int, float], selection.EcosRound] = dataclasses.field(default_factory=dict)
     teacher: Teacher | None = None
+    knn_features: tuple[np.ndarray, np.ndarray] | None = None  # task (c): (pool, client)
 
 
 def load_domain(config, domain: str, workdir: Path) -> DomainContext:

@@ -58,8 +58,10 @@ def check_config(config) -> None:
         raise ValueError(
             f"config.train.mode={config.train.mode!r}; choose 'supervised' or 'fixmatch'."
         )
-    if config.train.mode == "fixmatch" and config.task != "selective_labeling":
-        raise ValueError("config.train.mode='fixmatch' applies to selective_labeling only.")
+    if config.train.mode == "fixmatch" and config.task == "model_compression":
+        raise ValueError(
+            "config.train.mode='fixmatch' applies to selective_labeling and client_labeling."
+        )
     for block in ("train", "teacher") if config.task == "model_compression" else ("train",):
         name = config[block].model
         if name not in models.MODELS:
@@ -75,13 +77,7 @@ def check_config(config) -> None:
                 f"{list(config[values])}."
             )
     if config.task == "client_labeling":
-        if not config.knn.target_epsilon > 0:
-            raise ValueError(
-                f"config.knn.target_epsilon={config.knn.target_epsilon} must be > 0 (the ε "
-                "of the B label releases together), or inf for noise-free, non-private labels."
-            )
-        if int(config.knn.k) < 1:
-            raise ValueError(f"config.knn.k={config.knn.k} must be >= 1.")
+        _check_knn(config)
     if config.ecos.randomness not in noise.RANDOMNESS_NAMES:
         raise ValueError(
             f"config.ecos.randomness={config.ecos.randomness!r}; choose one of "
@@ -89,6 +85,41 @@ def check_config(config) -> None:
         )
     if not config.client_domains or not config.seeds:
         raise ValueError("config.client_domains and config.seeds must not be empty.")
+
+
+def _check_knn(config) -> None:
+    """Task (c)'s Private-kNN settings, naming the field."""
+    kcfg = config.knn
+    if kcfg.mechanism not in ("subsampled", "full_set"):
+        raise ValueError(
+            f"config.knn.mechanism={kcfg.mechanism!r}; choose 'subsampled' (Private-kNN as "
+            "published) or 'full_set' (every client row votes)."
+        )
+    if kcfg.mechanism == "subsampled":
+        common.parse_space(kcfg.space, "config.knn.space")
+        if not kcfg.total_epsilon > 0:
+            raise ValueError(
+                f"config.knn.total_epsilon={kcfg.total_epsilon} must be > 0 (the run's total "
+                "ε, labels and ECOS release), or inf for noise-free, non-private labels."
+            )
+        if not 0 < kcfg.sampling_rate <= 1:
+            raise ValueError(f"config.knn.sampling_rate={kcfg.sampling_rate} must be in (0, 1].")
+        if int(kcfg.max_answers) < 1 or int(kcfg.dim) < 1:
+            raise ValueError("config.knn.max_answers and config.knn.dim must be >= 1.")
+        if kcfg.screen_ratio is not None and not kcfg.screen_ratio > 0:
+            raise ValueError(f"config.knn.screen_ratio={kcfg.screen_ratio} must be > 0 or None.")
+        if config.train.mode != "fixmatch":
+            raise ValueError(
+                "config.train.mode must be 'fixmatch' with config.knn.mechanism='subsampled': "
+                "the student learns from the answered queries and the unlabeled pool."
+            )
+    elif not kcfg.target_epsilon > 0:
+        raise ValueError(
+            f"config.knn.target_epsilon={kcfg.target_epsilon} must be > 0 (the ε of the B "
+            "label releases together), or inf for noise-free, non-private labels."
+        )
+    if int(kcfg.k) < 1:
+        raise ValueError(f"config.knn.k={kcfg.k} must be >= 1.")
 
 
 def run(config, workdir) -> dict[str, Any]:
@@ -117,6 +148,10 @@ def _run_domain(config, client_domain: str, workdir: Path) -> tuple[list[dict], 
     prepare = TASK_TABLE[config.task].prepare
     if prepare is not None:
         ctx = dataclasses.replace(ctx, teacher=prepare(ctx))
+    if config.task == "client_labeling" and config.knn.mechanism == "subsampled":
+        space = common.parse_space(config.knn.space, "config.knn.space")
+        knn = common.space_features(config, ctx.bench, space, dim=int(config.knn.dim))
+        ctx = dataclasses.replace(ctx, knn_features=knn)
     feats = ctx.bench.features
     pool_x, client_x = feats.pool_features, feats.client_features
 

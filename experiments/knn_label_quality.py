@@ -23,44 +23,16 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from ecos_jax import feature_benchmark, noise, selection, tasks
+from ecos_jax import noise, selection, tasks
 from experiments import artefacts, common
+from experiments.common import Space, parse_space
 
 _DEFAULT_CONFIG = str(Path(__file__).resolve().parent / "configs" / "knn_label_quality.py")
-
-
-class Space(NamedTuple):
-    """A feature space for the kNN: a public extractor, its input resolution, a metric."""
-
-    extractor: str
-    resolution: int
-    metric: str
-
-    @property
-    def name(self) -> str:
-        return f"{self.extractor}:{self.resolution}:{self.metric}"
-
-
-def parse_space(text: str) -> Space:
-    """'extractor:resolution:metric' → `Space`, naming the field on a malformed entry."""
-    parts = str(text).split(":")
-    if len(parts) != 3 or not parts[1].isdigit() or parts[2] not in ("l2", "cosine"):
-        raise ValueError(
-            f"config.spaces entry {text!r} must read 'extractor:resolution:metric' with an "
-            "integer resolution and metric 'l2' or 'cosine', e.g. 'efficientnet_lite0:64:l2'."
-        )
-    if parts[0] not in feature_benchmark.EXTRACTORS or parts[0] == "small_cnn":
-        raise ValueError(
-            f"config.spaces entry {text!r}: extractor {parts[0]!r} is not one of "
-            f"{[e for e in feature_benchmark.EXTRACTORS if e != 'small_cnn']} (small_cnn "
-            "trains on pool labels the cloud does not have in task c)."
-        )
-    return Space(parts[0], int(parts[1]), parts[2])
 
 
 def check_config(config) -> list[Space]:
@@ -104,7 +76,9 @@ def run(config, workdir) -> dict[str, Any]:
     bar = tqdm(total=total, desc="knn_label_quality", file=sys.stderr, dynamic_ncols=True)
     for domain in config.client_domains:
         bench = common.load_image_benchmark(config, domain)
-        space_features = {s: _space_features(config, bench, s) for s in spaces}
+        space_features = {
+            s: common.space_features(config, bench, s, dim=config.features.dim) for s in spaces
+        }
         truth = np.asarray(bench.split.pool_oracle.labels)
         in_domain = np.asarray(bench.features.pool_domains) == bench.features.client_domain
         client_labels = bench.features.client_labels
@@ -159,24 +133,6 @@ def run(config, workdir) -> dict[str, Any]:
     bar.close()
     artefacts.write_results(workdir, rows, _markdown(config, rows, spaces, vote_sigmas))
     return _summary(config, rows, spaces)
-
-
-def _space_features(config, bench, space: Space) -> tuple[np.ndarray, np.ndarray]:
-    """(pool, client) features in `space`; φ's own features when the space is φ."""
-    fcfg = config.features
-    if space.extractor == fcfg.extractor and space.resolution == fcfg.resolution:
-        return bench.features.pool_features, bench.features.client_features
-    extractor = feature_benchmark.make_extractor(
-        space.extractor,
-        pool_images=bench.split.pool_images,
-        resolution=space.resolution,
-        batch_size=fcfg.batch_size,
-        dim=fcfg.dim,
-    )
-    feats = feature_benchmark.featurize_split(
-        bench.split, extractor, cache_tag=common.feature_cache_tag(config)
-    )
-    return feats.pool_features, feats.client_features
 
 
 def _release(randomness, votes, sigma: float) -> np.ndarray:

@@ -107,11 +107,32 @@ def results_markdown(config, rows, headers) -> str:
             f"| {_fmt_mean(group, 'id_fraction')} |"
         )
     if config.task == "client_labeling":
-        lines += ["", "Private-kNN label accuracy on S (junk counts as wrong):", ""]
-        for method in config.methods:
-            group = pick(rows, method, budget, eps)
-            lines.append(f"- {METHOD_NAMES[method]}: {_fmt_mean(group, 'label_accuracy')}")
+        lines += _knn_label_table(config, rows, budget, eps)
     return "\n".join(lines) + "\n"
+
+
+def _knn_label_table(config, rows, budget, eps) -> list[str]:
+    """The client's labels per domain: how many of the released labels are right, and
+    what fraction of S was answered (mean over seeds)."""
+    lines = [
+        "",
+        "Private-kNN labels of S per client domain: label accuracy (of the released labels;"
+        " junk and other domains' images count as wrong) / fraction of S labeled:",
+        "",
+        "| method | " + " | ".join(config.client_domains) + " | avg |",
+        "|---|" + "---|" * (len(config.client_domains) + 1),
+    ]
+    for method in config.methods:
+        if method in REFERENCE_METHODS:
+            continue
+        cells = []
+        for domain in (*config.client_domains, None):
+            group = pick(rows, method, budget, eps, domain=domain)
+            cells.append(
+                f"{_fmt_mean(group, 'label_accuracy')} / {_fmt_mean(group, 'labeled_fraction')}"
+            )
+        lines.append(f"| {METHOD_NAMES[method]} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _fmt_eps(group, field) -> str:
@@ -153,13 +174,29 @@ def setting_sentence(config) -> str:
             f" distillation temperature T={config.distill.temperature}."
         )
     if config.task == "client_labeling":
-        if math.isinf(config.knn.target_epsilon):
-            text += f" kNN labels: k={config.knn.k}, no noise (not private: ε = ∞)."
-        else:
+        k = config.knn
+        if k.mechanism == "full_set":
             text += (
-                f" Private-kNN: k={config.knn.k}, noise calibrated so the labels alone cost "
-                f"ε={config.knn.target_epsilon} (RDP); the ε columns compose it with ECOS's "
-                "release."
+                f" Private-kNN over the whole client set: k={k.k}, noise calibrated so the "
+                f"labels alone cost ε={k.target_epsilon} (RDP); the ε columns compose it with "
+                "ECOS's release."
+            )
+        elif math.isinf(k.total_epsilon):
+            text += f" kNN labels in {k.space}: k={k.k}, no noise (not private: ε = ∞)."
+        else:
+            screen = (
+                "no screening"
+                if k.screen_ratio is None
+                else f"screening σ1 = {k.screen_ratio}·σ2 at T = {k.threshold_fraction}·k"
+            )
+            text += (
+                f" Private-kNN as published (ecos_jax.tasks.subsampled_knn) in the space "
+                f"{k.space} (PCA to {k.dim}, fitted on the pool): a Poisson subsample per "
+                f"query at γ={k.sampling_rate}, k={k.k} votes within it, {screen}, noisy "
+                f"argmax for the first {k.max_answers} queries of S; the noise is calibrated "
+                f"so that each run's total ε (labels, and ECOS's score release for ECOS) is "
+                f"{k.total_epsilon} (RDP, exact discrete accounting). Student: FixMatch on the "
+                "labeled queries with the pool unlabeled."
             )
     return text
 

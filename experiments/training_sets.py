@@ -130,7 +130,133 @@ def train_teacher(ctx: DomainContext) -> Teacher:
 
 
 def labeled_by_client_knn(ctx: DomainContext, run: Run, idx, cost) -> TrainingSet:
-    """Private-kNN labels of S from the client, and the composed ε of the whole run."""
+    """Private-kNN labels of S from the client, and the composed ε of the whole run.
+
+    `config.knn.mechanism` 'subsampled' (Private-kNN as published,
+    `tasks.subsampled_knn_labels`): the answered queries train a FixMatch student with
+    the pool as unlabeled data. 'full_set': the earlier full-set mechanism
+    (`tasks.private_knn_labels`), supervised on every released label.
+    """
+    if ctx.config.knn.mechanism == "full_set":
+        return _full_set_knn(ctx, run, idx, cost)
+    config, kcfg = ctx.config, ctx.config.knn
+    pool_knn, client_knn = ctx.knn_features
+    space = common.parse_space(kcfg.space, "config.knn.space")
+    query = pool_knn[idx]
+    num_queries, dim = query.shape
+    client_labels = ctx.bench.features.client_labels
+    truth = np.asarray(ctx.bench.split.pool_oracle.labels)[idx]
+    budget = min(int(kcfg.max_answers), num_queries)
+    ecos_release = (
+        ctx.rounds[(run.seed, run.epsilon)].privacy.release if run.method == "ecos" else None
+    )
+    row: dict[str, Any] = dict(knn_k=int(kcfg.k), knn_sampling_rate=float(kcfg.sampling_rate))
+    if math.isinf(kcfg.total_epsilon):
+        # the non-private reference: noise-free votes of the whole client set, ε = ∞
+        votes = tasks.knn_votes(
+            query[:budget],
+            client_knn,
+            client_labels,
+            k=min(int(kcfg.k), len(client_labels)),
+            num_classes=ctx.num_classes,
+            metric=space.metric,
+            chunk_size=config.chunk_size,
+        )
+        labels = np.full(num_queries, tasks.NO_LABEL, np.int32)
+        labels[:budget] = np.argmax(votes, axis=-1)
+        answered, total = np.arange(num_queries) < budget, None
+    else:
+        screen_scale, answer_scale = _knn_noise(
+            float(kcfg.total_epsilon),
+            float(config.ecos.delta),
+            float(kcfg.sampling_rate),
+            num_queries,
+            budget,
+            kcfg.screen_ratio,
+            ecos_release,
+        )
+        release_name = f"private_knn/{run.method}/b{len(idx)}"
+        out = tasks.subsampled_knn_labels(
+            query,
+            client_knn,
+            client_labels,
+            k=int(kcfg.k),
+            num_classes=ctx.num_classes,
+            sampling_rate=float(kcfg.sampling_rate),
+            threshold=None if screen_scale is None else float(kcfg.threshold_fraction) * kcfg.k,
+            screen_scale=screen_scale,
+            answer_scale=answer_scale,
+            max_answers=budget,
+            randomness=common.client_randomness(config, run.seed, release_name),
+            metric=space.metric,
+            chunk_size=config.chunk_size,
+        )
+        labels, answered = out.labels, out.answered
+        ledger = privacy.PrivacyLedger(out.releases)
+        if ecos_release is not None:
+            ledger.record(ecos_release)
+        total = ledger.epsilons(delta=config.ecos.delta)
+        row.update(
+            knn_screen_scale=screen_scale,
+            knn_answer_scale=answer_scale,
+            knn_passed_fraction=float(np.mean(out.passed)),
+            # ε of each stage alone (RDP), for the label study's "ε per stage"
+            epsilon_labels_rdp=privacy.epsilon(out.releases, delta=config.ecos.delta),
+        )
+    has = labels >= 0
+    row.update(
+        # of the released labels, how many are right (junk and other domains count as wrong)
+        label_accuracy=float(np.mean(labels[has] == truth[has])) if has.any() else None,
+        answered_fraction=float(np.mean(answered)),
+        labeled_fraction=float(np.mean(has)),
+        num_labeled=int(has.sum()),
+        # the cloud sends the kNN features of S down (float32) and gets one int32 label back
+        bytes_down=cost.bytes_down + num_queries * dim * 4,
+        bytes_up=cost.bytes_up + num_queries * 4,
+    )
+    if run.method != "oracle":
+        row.update(
+            epsilon_rdp=None if total is None else total["rdp"],
+            epsilon_pld=None if total is None else total["pld"],
+        )
+    # the kNN of every query's subsample, φ of the client's data when the selection did
+    # not featurise it, and the kNN space of the client's data
+    num_client = len(client_labels)
+    macs = 2 * num_queries * num_client * dim
+    macs += num_client * (ctx.phi_macs or 0) if run.method in ("random", "k_center") else 0
+    step_fn = functools.partial(
+        train.fixmatch_step,
+        threshold=config.train.fixmatch.threshold,
+        lambda_u=config.train.fixmatch.lambda_u,
+    )
+    images = ctx.bench.split.pool_images[idx][has]
+    return TrainingSet(
+        images,
+        labels[has],
+        step_fn,
+        unlabeled=ctx.bench.split.pool_images,
+        client_macs=macs,
+        row=row,
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _knn_noise(total_epsilon, delta, rate, num_queries, budget, screen_ratio, base):
+    """(σ1, σ2) for the run's total ε, the ECOS release (if any) included; cached, since
+    every seed of a method shares it."""
+    return tasks.calibrate_knn_noise(
+        total_epsilon,
+        delta=delta,
+        sampling_rate=rate,
+        num_queries=num_queries,
+        max_answers=budget,
+        screen_ratio=screen_ratio,
+        base_releases=() if base is None else (base,),
+    )
+
+
+def _full_set_knn(ctx: DomainContext, run: Run, idx, cost) -> TrainingSet:
+    """The earlier mechanism: every client row votes, Gaussian histogram noise, no subsampling."""
     config, feats = ctx.config, ctx.bench.features
     kcfg = config.knn
     query = feats.pool_features[idx]

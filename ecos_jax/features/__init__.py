@@ -6,6 +6,7 @@ Every extractor maps uint8 images [N, H, W, 3] to float32 features [N, dim] and 
 * `extract_features` / `PretrainedExtractor`: EfficientNet-Lite0 (default) or
   MobileNetV2, ImageNet weights read from packaged torch checkpoints without torch;
 * `fit_pixel_pca`: raw pixels + PCA (fast, for tests and smoke runs);
+* `fit_hog_pca`: HOG descriptors + PCA (task (c)'s kNN space);
 * `train_small_cnn`: a small CNN trained on labeled pool data.
 
 References:
@@ -21,6 +22,7 @@ from ecos_jax.features.extract import (
     default_cache_dir,
     extract_features,
 )
+from ecos_jax.features.hog import HogPCAExtractor, fit_hog_pca
 from ecos_jax.features.mobilenet_v2 import MobileNetV2
 from ecos_jax.features.pixels import PixelPCAExtractor, fit_pixel_pca
 from ecos_jax.features.small_cnn import SmallCNN, SmallCNNExtractor, train_small_cnn
@@ -38,6 +40,7 @@ __all__ = [
     "EfficientNetLite0",
     "FeatureCacheKey",
     "FeatureExtractor",
+    "HogPCAExtractor",
     "MobileNetV2",
     "PixelPCAExtractor",
     "PretrainedExtractor",
@@ -49,6 +52,7 @@ __all__ = [
     "cached_features",
     "default_cache_dir",
     "extract_features",
+    "fit_hog_pca",
     "fit_pixel_pca",
     "load_pretrained",
     "load_torch_checkpoint",
