@@ -23,12 +23,12 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
 
-from ecos_jax import noise, selection, tasks
+from ecos_jax import noise, privacy, selection, tasks
 from experiments import artefacts, common
 from experiments.common import Space, parse_space
 
@@ -56,7 +56,48 @@ def check_config(config) -> list[Space]:
             f"config.report_k={config.report_k} and config.report_epsilon="
             f"{config.report_epsilon} must be among config.ks and config.label_epsilons."
         )
+    for text in config.published.settings:
+        parse_setting(text)
+    for text in config.published.spaces:
+        parse_space(text, "config.published.spaces entry")
+    if any(not e > 0 for e in config.published.total_epsilons):
+        raise ValueError(
+            f"config.published.total_epsilons={list(config.published.total_epsilons)} must be > 0."
+        )
     return [parse_space(s) for s in config.spaces]
+
+
+class Setting(NamedTuple):
+    """One Private-kNN-as-published setting: rate, k, answer budget, screening ratio."""
+
+    sampling_rate: float
+    k: int
+    max_answers: int
+    screen_ratio: float | None
+
+    @property
+    def name(self) -> str:
+        screen = "none" if self.screen_ratio is None else f"{self.screen_ratio:g}"
+        return f"{self.sampling_rate:g}:{self.k}:{self.max_answers}:{screen}"
+
+
+def parse_setting(text: str) -> Setting:
+    """'rate:k:max_answers:screen_ratio' (screen_ratio 'none' for no screening)."""
+    parts = str(text).split(":")
+    try:
+        rate, k, answers = float(parts[0]), int(parts[1]), int(parts[2])
+        screen = None if parts[3] == "none" else float(parts[3])
+        if len(parts) != 4 or not 0 < rate <= 1 or k < 1 or answers < 1:
+            raise ValueError
+        if screen is not None and not screen > 0:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise ValueError(
+            f"config.published.settings entry {text!r} must read "
+            "'rate:k:max_answers:screen_ratio' with rate in (0, 1], k and max_answers >= 1 "
+            "and screen_ratio > 0 or 'none', e.g. '0.5:100:300:none'."
+        ) from None
+    return Setting(rate, k, answers, screen)
 
 
 def run(config, workdir) -> dict[str, Any]:
@@ -72,12 +113,18 @@ def run(config, workdir) -> dict[str, Any]:
     }
     score_sigma = common.score_sigma(config, config.ecos.target_epsilon)
     rows: list[dict[str, Any]] = []
+    published: list[dict[str, Any]] = []
     total = len(config.client_domains) * len(config.seeds) * len(config.methods) * len(spaces)
     bar = tqdm(total=total, desc="knn_label_quality", file=sys.stderr, dynamic_ncols=True)
     for domain in config.client_domains:
         bench = common.load_image_benchmark(config, domain)
         space_features = {
             s: common.space_features(config, bench, s, dim=config.features.dim) for s in spaces
+        }
+        published_spaces = [parse_space(s) for s in config.published.spaces]
+        published_features = {
+            s: common.space_features(config, bench, s, dim=int(config.published.dim))
+            for s in published_spaces
         }
         truth = np.asarray(bench.split.pool_oracle.labels)
         in_domain = np.asarray(bench.features.pool_domains) == bench.features.client_domain
@@ -115,6 +162,7 @@ def run(config, workdir) -> dict[str, Any]:
                             right = labels == truth_s
                             rows.append(
                                 dict(
+                                    mechanism="full_set",
                                     client_domain=domain,
                                     seed=int(seed),
                                     method=method,
@@ -130,9 +178,165 @@ def run(config, workdir) -> dict[str, Any]:
                                 )
                             )
                     bar.update(1)
+                published += _published_rows(
+                    config,
+                    domain,
+                    seed,
+                    method,
+                    idx,
+                    truth_s,
+                    ids,
+                    client_labels,
+                    published_features,
+                    ecos.privacy.release if method == "ecos" else None,
+                )
     bar.close()
-    artefacts.write_results(workdir, rows, _markdown(config, rows, spaces, vote_sigmas))
+    markdown = _markdown(config, rows, spaces, vote_sigmas) + _published_markdown(config, published)
+    artefacts.write_results(workdir, rows + published, markdown)
     return _summary(config, rows, spaces)
+
+
+def _published_rows(
+    config, domain, seed, method, idx, truth_s, ids, client_labels, features, ecos_release
+) -> list[dict[str, Any]]:
+    """Private-kNN as published on S: every setting × space × total ε, one release each."""
+    out = []
+    delta = float(config.ecos.delta)
+    for text in config.published.settings:
+        setting = parse_setting(text)
+        budget = min(setting.max_answers, len(idx))
+        for total in config.published.total_epsilons:
+            base = (ecos_release,) if ecos_release is not None else ()
+            screen_scale, answer_scale = tasks.calibrate_knn_noise(
+                float(total),
+                delta=delta,
+                sampling_rate=setting.sampling_rate,
+                num_queries=len(idx),
+                max_answers=budget,
+                screen_ratio=setting.screen_ratio,
+                base_releases=base,
+            )
+            for space, (pool_s, client_s) in features.items():
+                name = f"published/{method}/{space.name}/{setting.name}/eps={float(total):g}"
+                answers = tasks.subsampled_knn_labels(
+                    pool_s[idx],
+                    client_s,
+                    client_labels,
+                    k=setting.k,
+                    num_classes=int(config.num_classes),
+                    sampling_rate=setting.sampling_rate,
+                    threshold=None
+                    if screen_scale is None
+                    else float(config.published.threshold_fraction) * setting.k,
+                    screen_scale=screen_scale,
+                    answer_scale=answer_scale,
+                    max_answers=budget,
+                    randomness=common.client_randomness(config, seed, name),
+                    metric=space.metric,
+                    chunk_size=config.chunk_size,
+                )
+                has = answers.labels >= 0
+                right = answers.labels == truth_s
+                stages = {r.name: privacy.epsilon(r, delta=delta) for r in answers.releases}
+                ledger = privacy.PrivacyLedger([*answers.releases, *base])
+                eps = ledger.epsilons(delta=delta)
+                out.append(
+                    dict(
+                        mechanism="subsampled",
+                        client_domain=domain,
+                        seed=int(seed),
+                        method=method,
+                        space=space.name,
+                        setting=setting.name,
+                        total_epsilon_target=float(total),
+                        label_accuracy=float(right[has].mean()) if has.any() else None,
+                        id_label_accuracy=float(right[has & ids].mean())
+                        if (has & ids).any()
+                        else None,
+                        labeled_fraction=float(has.mean()),
+                        passed_fraction=float(answers.passed.mean()),
+                        labeled_id_fraction=float(ids[has].mean()) if has.any() else None,
+                        screen_scale=screen_scale,
+                        answer_scale=answer_scale,
+                        epsilon_screen_rdp=stages.get(tasks.subsampled_knn.SCREEN_RELEASE),
+                        epsilon_answer_rdp=stages[tasks.subsampled_knn.ANSWER_RELEASE],
+                        epsilon_ecos_rdp=None
+                        if ecos_release is None
+                        else privacy.epsilon(ecos_release, delta=delta),
+                        epsilon_rdp=eps["rdp"],
+                        epsilon_pld=eps["pld"],
+                    )
+                )
+    return out
+
+
+def _published_markdown(config, rows) -> str:
+    """Per total ε: every setting × space, each method's label accuracy / labeled fraction
+    (means over domains and seeds), ECOS per client domain, and the ε of each stage."""
+    if not rows:
+        return ""
+    lines = [
+        "",
+        "# Private-kNN as published (subsampled, optional screening), no training",
+        "",
+        "A setting reads `γ:k:max_answers:screen_ratio` (`none`: no screening; with "
+        f"screening T = {config.published.threshold_fraction}·k). The noise is calibrated "
+        "so that the total ε (labels, and for ECOS its score release) is the target (RDP, "
+        f"δ={config.ecos.delta:g}). Cells: label accuracy of the released labels (junk and "
+        "other domains wrong) / fraction of S labeled.",
+    ]
+    for total in config.published.total_epsilons:
+        match = dict(total_epsilon_target=float(total))
+        lines += [
+            "",
+            f"## Total ε = {float(total):g}",
+            "",
+            "| setting | space | σ2 | "
+            + " | ".join(selection.METHOD_NAMES[m] for m in config.methods)
+            + " | ECOS ε screen / "
+            "answer / ECOS (RDP) | ECOS total ε RDP / PLD |",
+            "|---|---|---|" + "---|" * len(config.methods) + "---|---|",
+        ]
+        for setting in config.published.settings:
+            name = parse_setting(setting).name
+            for space in config.published.spaces:
+                m2 = dict(match, setting=name, space=parse_space(space).name)
+                cells = [
+                    f"{_fmt(_mean(rows, 'label_accuracy', method=m, **m2))} / "
+                    f"{_fmt(_mean(rows, 'labeled_fraction', method=m, **m2))}"
+                    for m in config.methods
+                ]
+                ecos = dict(m2, method="ecos")
+                stage = " / ".join(
+                    _fmt(_mean(rows, f, **ecos))
+                    for f in ("epsilon_screen_rdp", "epsilon_answer_rdp", "epsilon_ecos_rdp")
+                )
+                totals = (
+                    f"{_fmt(_mean(rows, 'epsilon_rdp', **ecos))} / "
+                    f"{_fmt(_mean(rows, 'epsilon_pld', **ecos))}"
+                )
+                lines.append(
+                    f"| `{name}` | `{m2['space']}` | {_fmt(_mean(rows, 'answer_scale', **ecos))} "
+                    f"| " + " | ".join(cells) + f" | {stage} | {totals} |"
+                )
+        lines += [
+            "",
+            f"ECOS per client domain at total ε = {float(total):g} (label accuracy / labeled):",
+            "",
+            "| setting | space | " + " | ".join(config.client_domains) + " |",
+            "|---|---|" + "---|" * len(config.client_domains),
+        ]
+        for setting in config.published.settings:
+            name = parse_setting(setting).name
+            for space in config.published.spaces:
+                m2 = dict(match, setting=name, space=parse_space(space).name, method="ecos")
+                cells = [
+                    f"{_fmt(_mean(rows, 'label_accuracy', client_domain=d, **m2))} / "
+                    f"{_fmt(_mean(rows, 'labeled_fraction', client_domain=d, **m2))}"
+                    for d in config.client_domains
+                ]
+                lines.append(f"| `{name}` | `{m2['space']}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _release(randomness, votes, sigma: float) -> np.ndarray:
@@ -145,7 +349,9 @@ def _release(randomness, votes, sigma: float) -> np.ndarray:
 
 def _mean(rows, field, **match) -> float | None:
     values = [
-        r[field] for r in rows if all(r[k] == v for k, v in match.items()) and r[field] is not None
+        r[field]
+        for r in rows
+        if all(r.get(k) == v for k, v in match.items()) and r.get(field) is not None
     ]
     return float(np.mean(values)) if values else None
 

@@ -246,6 +246,47 @@ MUTATIONS: list[Mutation] = [
         ),
         why="the simulated release goes back to a float32 count + noise",
     ),
+    Mutation(
+        name="subsampled_votes_ignore_the_subsample",
+        path="ecos_jax/tasks/subsampled_knn.py",
+        old="        d_CxN = jnp.where(mask_CxN, d_CxN, jnp.inf)\n",
+        new="",
+        tests=(
+            "tests/tasks/test_subsampled_knn.py::test_rows_outside_the_subsample_never_vote",
+            "tests/tasks/test_subsampled_knn.py::test_votes_equal_the_numpy_reference",
+        ),
+        why="every client row votes, whatever the Poisson subsample: no amplification",
+    ),
+    Mutation(
+        name="subsampled_votes_without_the_short_bin",
+        path="ecos_jax/tasks/subsampled_knn.py",
+        old="    out[:, num_classes] = k - np.asarray(voted_Q)\n",
+        new="    out[:, num_classes] = 0\n",
+        tests=(
+            "tests/tasks/test_subsampled_knn.py"
+            "::test_one_added_sample_moves_at_most_one_vote_between_two_bins",
+        ),
+        why="a small subsample adds a vote instead of moving one: the two-bin shift breaks",
+    ),
+    Mutation(
+        name="sampled_rdp_one_order_of_the_pair",
+        path="ecos_jax/sampled_discrete_gaussian.py",
+        old="        out[i] = max(forward, backward) / (alpha - 1.0)\n",
+        new="        out[i] = backward / (alpha - 1.0)\n",
+        tests=("tests/test_sampled_discrete_gaussian.py",),
+        why="add-or-remove needs both D(μ‖P) and D(P‖μ)",
+    ),
+    Mutation(
+        name="sampled_release_halves_the_rate",
+        path="ecos_jax/privacy.py",
+        old="            self.scale, self.sampling_rate, self.coordinates, np.asarray(orders,",
+        new="            self.scale, self.sampling_rate / 2, self.coordinates, np.asarray(orders,",
+        tests=(
+            "tests/test_sampled_discrete_gaussian.py"
+            "::test_release_rdp_epsilon_matches_the_continuous_event_for_large_scales",
+        ),
+        why="the ledger accounts at a smaller sampling rate than the sampler uses",
+    ),
 ]
 
 

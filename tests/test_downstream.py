@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecos_jax import noise, privacy, tasks
+from ecos_jax import noise, privacy, subsampling, tasks
 from experiments import common, downstream
 from experiments.configs import client_labeling as cl_config
 from experiments.configs import model_compression as mc_config
@@ -79,17 +79,54 @@ def test_model_compression_smoke(tmp_path):
 
 
 def test_client_labeling_smoke_composes_privacy(tmp_path):
+    """Task (c) with Private-kNN as published: every run's ε is recomputed from what it
+    released (its answer scale, rate and budget, and ECOS's release) and meets the total."""
     config = cl_config.get_config("smoke")
     summary = downstream.run(config, tmp_path / "cl")
     rows = _check_artefacts(tmp_path / "cl", config)
-    delta = config.ecos.delta
+    delta, kcfg = config.ecos.delta, config.knn
     for r in rows:
         if r["method"] in ("local",):
             continue
+        budget = min(kcfg.max_answers, r["budget"])
+        assert r["num_labeled"] <= budget and r["answered_fraction"] == budget / r["budget"]
+        assert r["num_train"] == r["num_labeled"]
         if r["method"] == "oracle":
             assert r["epsilon_rdp"] is None
             continue
         assert r["randomness"] == "simulation"
+        assert r["knn_screen_scale"] is None  # no screening by default
+        releases = list(
+            tasks.answer_releases(
+                screen_scale=None,
+                answer_scale=r["knn_answer_scale"],
+                sampling_rate=subsampling.poisson_rate(kcfg.sampling_rate),
+                num_queries=r["budget"],
+                max_answers=budget,
+            )
+        )
+        if r["method"] == "ecos":
+            sigma = common.score_sigma(config, r["epsilon_target"])
+            releases.append(privacy.DiscreteGaussianRelease(noise_multiplier=sigma))
+        expected = privacy.epsilons(releases, delta=delta)
+        assert r["epsilon_rdp"] == pytest.approx(expected["rdp"], rel=1e-9)
+        assert r["epsilon_pld"] == pytest.approx(expected["pld"], rel=1e-9)
+        # calibrated to the run's total, ECOS's release included
+        assert kcfg.total_epsilon * 0.99 <= r["epsilon_rdp"] <= kcfg.total_epsilon
+        assert r["label_accuracy"] is None or 0.0 <= r["label_accuracy"] <= 1.0
+    assert summary["epsilon_rdp"] <= kcfg.total_epsilon
+    text = (tmp_path / "cl" / "results.md").read_text()
+    assert "Private-kNN as published" in text and "fraction of S labeled" in text
+
+
+def test_client_labeling_full_set_mechanism_still_composes(tmp_path):
+    config = cl_config.get_config("smoke")
+    config.methods = ("ecos", "random")
+    config.budgets, config.report_budget = (60,), 60
+    config.knn.mechanism = "full_set"
+    rows = [r for r in _rows_of(downstream, config, tmp_path / "fs")]
+    delta = config.ecos.delta
+    for r in rows:
         knn = privacy.DiscreteGaussianRelease(
             noise_multiplier=r["knn_sigma"] / tasks.PRIVATE_KNN_SENSITIVITY,
             count=r["budget"],
@@ -102,11 +139,12 @@ def test_client_labeling_smoke_composes_privacy(tmp_path):
             releases.append(privacy.DiscreteGaussianRelease(noise_multiplier=sigma))
         expected = privacy.epsilons(releases, delta=delta)
         assert r["epsilon_rdp"] == pytest.approx(expected["rdp"], rel=1e-6)
-        assert r["epsilon_pld"] == pytest.approx(expected["pld"], rel=1e-6)
-        assert 0.0 <= r["label_accuracy"] <= 1.0
-    ecos = [r for r in rows if r["method"] == "ecos"]
-    assert all(r["epsilon_rdp"] > r["epsilon_target"] for r in ecos)
-    assert summary["epsilon_rdp"] > config.knn.target_epsilon
+        assert r["epsilon_rdp"] > config.knn.target_epsilon or r["method"] != "ecos"
+
+
+def _rows_of(module, config, workdir):
+    module.run(config, workdir)
+    return _rows(workdir)
 
 
 def _small_config():
@@ -165,25 +203,40 @@ def test_task_specific_config_errors():
         downstream.check_config(config)
     config = mc_config.get_config("smoke")
     config.train.mode = "fixmatch"
-    with pytest.raises(ValueError, match="selective_labeling only"):
+    with pytest.raises(ValueError, match="selective_labeling and client_labeling"):
         downstream.check_config(config)
-    for field, value in (("target_epsilon", 0.0), ("k", 0)):
+    for field, value in (
+        ("total_epsilon", 0.0),
+        ("k", 0),
+        ("sampling_rate", 0.0),
+        ("mechanism", "everyone"),
+        ("screen_ratio", -1.0),
+    ):
         config = cl_config.get_config("smoke")
         setattr(config.knn, field, value)
-        with pytest.raises(ValueError, match=f"config.knn.{field}="):
+        with pytest.raises(ValueError, match=f"config.knn.{field}"):
             downstream.check_config(config)
+    config = cl_config.get_config("smoke")
+    config.knn.space = "hog:28"
+    with pytest.raises(ValueError, match=r"config\.knn\.space"):
+        downstream.check_config(config)
+    config = cl_config.get_config("smoke")
+    config.train.mode = "supervised"
+    with pytest.raises(ValueError, match="fixmatch"):
+        downstream.check_config(config)
 
 
 def test_client_labeling_with_infinite_epsilon_uses_noise_free_votes(tmp_path):
-    """knn.target_epsilon = inf: the non-private reference (noise-free votes, ε = ∞)."""
+    """knn.total_epsilon = inf: the non-private reference (noise-free votes, ε = ∞)."""
     config = cl_config.get_config("smoke")
     config.methods = ("ecos", "random")
-    config.knn.target_epsilon = float("inf")
+    config.knn.total_epsilon = float("inf")
     downstream.run(config, tmp_path / "cl")
     rows = _rows(tmp_path / "cl")
     assert {r["method"] for r in rows} == {"ecos", "random"}
     for r in rows:
-        assert r["knn_sigma"] == 0.0
+        assert "knn_answer_scale" not in r
+        assert r["num_labeled"] == min(config.knn.max_answers, r["budget"])
         assert r["epsilon_rdp"] is None and r["epsilon_pld"] is None
     assert "no noise (not private: ε = ∞)" in (tmp_path / "cl" / "results.md").read_text()
 

@@ -2,7 +2,7 @@
 
 Private-kNN started its MNIST and SVHN experiments from HOG features (Zhu, Yu, Wang 2020),
 and on the offline digits benchmark the kNN labels of task (c) are far better in HOG
-space than in the ImageNet features φ (docs/benchmarks.md). The images are turned to
+space than in the ImageNet features φ (results/knn_label_quality/). The images are turned to
 grey levels in [0, 1], resized to `resolution`, described by scikit-image's HOG (9
 orientations, 4×4-pixel cells, 2×2-cell blocks, L2-Hys), centred and projected on the
 top `dim` principal axes of the pool's descriptors. The projection is fitted on public

@@ -15,6 +15,11 @@ Variants (`--config=experiments/configs/knn_label_quality.py:<variant>`):
 A space is "extractor:resolution:metric"; every extractor is public and fitted on the
 cloud's pool only, so the kNN's sensitivity (√2 per query) and ε do not depend on it.
 
+The second part (`config.published`) runs Private-kNN as published
+(`ecos_jax.tasks.subsampled_knn`): each setting 'rate:k:max_answers:screen_ratio' at each
+total ε (the labels plus, for ECOS, its score release), in HOG + PCA and in φ; it reports
+label accuracy, the labeled and screened fractions and the ε of each stage.
+
 Expected result (2-core CPU, seed 1; measured with the earlier float32 mechanism, whose
 folder is no longer committed): at ε = 4 the vote noise std is 89.7 votes, and no space
 and no k labels more than 19.3% of ECOS's in-domain images right (φ, k=200: 14.9%);
@@ -54,6 +59,22 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.report_k = 200
     config.report_epsilon = 4.0
 
+    # Private-kNN as published (tasks.subsampled_knn): 'rate:k:max_answers:screen_ratio'.
+    p = config.published = ml_collections.ConfigDict()
+    p.settings = (
+        "0.5:100:300:none",  # task (c)'s default
+        "0.5:100:300:3",  # with the published screening (σ1 = 3σ2, T = k/2)
+        "0.5:50:300:none",
+        "0.15:30:300:none",
+        "0.5:100:100:none",
+        "0.5:100:1000:none",
+        "1:200:300:none",
+    )
+    p.threshold_fraction = 0.5
+    p.total_epsilons = (4.0, 1.0)
+    p.spaces = ("hog_pca:28:l2", "efficientnet_lite0:64:l2")
+    p.dim = 64
+
     if variant == "smoke":
         blocks.make_smoke(config)
         config.client_domains = ("mnist_blend",)
@@ -62,4 +83,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
         config.label_epsilons = (4.0, float("inf"))
         config.spaces = ("efficientnet_lite0:32:l2", "pixels_pca:16:l2")
         config.report_k = 10
+        p.settings = ("0.5:5:20:none", "0.5:5:40:3")
+        p.spaces = ("hog_pca:16:l2",)
+        p.dim = 16
     return config
