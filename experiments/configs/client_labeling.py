@@ -12,7 +12,7 @@ Variants (`--config=experiments/configs/client_labeling.py:<variant>`):
                label the whole pool)
   smoke        tiny build, a few steps (what CI runs)
   sweep        the five digit domains as client, B=3000, total ε ≤ 4
-  low_epsilon  the five digit domains, ECOS at ε=0.22 for its scores, total ε ≤ 1
+  low_epsilon  ECOS alone on the five digit domains, ε=0.22 for its scores, total ε ≤ 1
   tfds_digits, domainnet  catalog datasets, if prepared
 
 Private-kNN (`config.knn`, `ecos_jax.tasks.subsampled_knn`): the kNN runs in the space
@@ -60,7 +60,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
         config.budgets = (3000,)
         config.report_budget = 3000
     if low:
-        config.methods = ("ecos", "random", "k_center")  # Local is the sweep's
+        config.methods = ("ecos",)  # the point; the baselines and Local are in the sweep
         config.epsilons = (0.22,)
         config.report_epsilon = 0.22
         k.total_epsilon = 1.0
