@@ -106,6 +106,10 @@ def _check_knn(config) -> None:
             raise ValueError(f"config.knn.sampling_rate={kcfg.sampling_rate} must be in (0, 1].")
         if int(kcfg.max_answers) < 1 or int(kcfg.dim) < 1:
             raise ValueError("config.knn.max_answers and config.knn.dim must be >= 1.")
+        if kcfg.query_order not in ("shuffled", "selection"):
+            raise ValueError(
+                f"config.knn.query_order={kcfg.query_order!r}; choose 'shuffled' or 'selection'."
+            )
         if kcfg.screen_ratio is not None and not kcfg.screen_ratio > 0:
             raise ValueError(f"config.knn.screen_ratio={kcfg.screen_ratio} must be > 0 or None.")
         if config.train.mode != "fixmatch":

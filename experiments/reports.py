@@ -184,6 +184,11 @@ def setting_sentence(config) -> str:
         elif math.isinf(k.total_epsilon):
             text += f" kNN labels in {k.space}: k={k.k}, no noise (not private: ε = ∞)."
         else:
+            order = (
+                "shuffled by a public cloud key"
+                if k.query_order == "shuffled"
+                else "in the selection's order"
+            )
             screen = (
                 "no screening"
                 if k.screen_ratio is None
@@ -193,7 +198,9 @@ def setting_sentence(config) -> str:
                 f" Private-kNN as published (ecos_jax.tasks.subsampled_knn) in the space "
                 f"{k.space} (PCA to {k.dim}, fitted on the pool): a Poisson subsample per "
                 f"query at γ={k.sampling_rate}, k={k.k} votes within it, {screen}, noisy "
-                f"argmax for the first {k.max_answers} queries of S; the noise is calibrated "
+                f"argmax for the first {k.max_answers} queries of S "
+                f"({order}); "
+                "the noise is calibrated "
                 f"so that each run's total ε (labels, and ECOS's score release for ECOS) is "
                 f"{k.total_epsilon} (RDP, exact discrete accounting). Student: FixMatch on the "
                 "labeled queries with the pool unlabeled."

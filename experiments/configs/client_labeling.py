@@ -19,7 +19,9 @@ Private-kNN (`config.knn`, `ecos_jax.tasks.subsampled_knn`): the kNN runs in the
 `knn.space` (default HOG + PCA to `knn.dim`, fitted on the pool: public, no privacy
 cost); every query draws its own Poisson subsample of the client's rows at rate
 `knn.sampling_rate`, the `knn.k` nearest of it vote, and the first `knn.max_answers`
-queries of S (in the selection's order) get a noisy-argmax answer. `knn.screen_ratio`
+queries of S get a noisy-argmax answer, S being shuffled first with a public cloud key
+(`knn.query_order`: a selection lists S cluster by cluster, so its first queries would
+cover a few classes only). `knn.screen_ratio`
 (σ1/σ2) with `knn.threshold_fraction` (T/k) turns the published noisy screening on; off
 by default, because on this benchmark its cost buys nothing (docs/experiments.md, the
 label study). The noise is calibrated so that the run's TOTAL ε (the labels plus, for
@@ -52,6 +54,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     k.k = 100
     k.sampling_rate = 0.5
     k.max_answers = 300
+    k.query_order = "shuffled"  # or "selection": the order the selection lists S in
     k.screen_ratio = ml_collections.FieldReference(None, field_type=float)
     k.threshold_fraction = 0.5
     k.total_epsilon = 4.0
