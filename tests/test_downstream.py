@@ -119,6 +119,7 @@ def test_client_labeling_smoke_composes_privacy(tmp_path):
     assert "Private-kNN as published" in text and "fraction of S labeled" in text
 
 
+@pytest.mark.slow
 def test_client_labeling_full_set_mechanism_still_composes(tmp_path):
     config = cl_config.get_config("smoke")
     config.methods = ("ecos", "random")

@@ -63,7 +63,7 @@ def test_one_added_sample_moves_at_most_one_vote_between_two_bins():
     # is in every subsample, the histogram moves by +1/−1 on two bins or not at all, and the
     # screening statistic (top class count) by at most 1.
     rng = np.random.default_rng(3)
-    for trial in range(20):
+    for trial in range(12):
         query, client, labels = _integer_data(rng, 30, 40)
         masks = rng.random((40, 30)) < 0.4
         z = rng.integers(-3, 4, size=(1, 3)).astype(np.float32)
@@ -71,7 +71,7 @@ def test_one_added_sample_moves_at_most_one_vote_between_two_bins():
         grown = np.insert(client, where, z, axis=0)
         grown_labels = np.insert(labels, where, int(rng.integers(0, L)))
         grown_masks = np.insert(masks, where, True, axis=1)
-        k = int(rng.integers(1, 15))
+        k = (2, 5, 9)[trial % 3]  # three compiled shapes, not one per trial
         before = sk.subsampled_votes(query, client, labels, masks, k=k, num_classes=L)
         after = sk.subsampled_votes(query, grown, grown_labels, grown_masks, k=k, num_classes=L)
         diff = after - before
