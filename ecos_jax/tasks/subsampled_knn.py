@@ -356,7 +356,7 @@ def calibrate_knn_noise(
       True
     """
     target_epsilon = positive_finite(target_epsilon, "target_epsilon")
-    rate = subsampling.poisson_rate(_check_noise(sampling_rate, 0.0, 1.0, 1.0)[0])
+    rate = subsampling.poisson_rate(_check_rate(sampling_rate))
     if screen_ratio is not None:
         screen_ratio = positive_finite(screen_ratio, "screen_ratio")
     rel_tol = positive_finite(rel_tol, "rel_tol")
@@ -421,9 +421,7 @@ def _fast_subsampled_votes(
 
 def _check_noise(rate: Any, threshold: Any, screen_scale: Any, answer_scale: Any):
     """Validates γ, T, σ1, σ2 (public parameters), naming the argument."""
-    rate = finite_in_range(rate, "sampling_rate", low=0.0, high=1.0)
-    if rate == 0.0:
-        raise ValueError("sampling_rate must be > 0: an empty subsample labels nothing.")
+    rate = _check_rate(rate)
     if (threshold is None) != (screen_scale is None):
         raise ValueError(
             "threshold and screen_scale go together: give both to screen, or neither "
@@ -436,6 +434,14 @@ def _check_noise(rate: Any, threshold: Any, screen_scale: Any, answer_scale: Any
     screen_scale = positive_finite(screen_scale, "screen_scale")
     answer_scale = positive_finite(answer_scale, "answer_scale")
     return rate, threshold, screen_scale, answer_scale
+
+
+def _check_rate(rate: Any) -> float:
+    """γ as a float in (0, 1], naming the argument."""
+    rate = finite_in_range(rate, "sampling_rate", low=0.0, high=1.0)
+    if rate == 0.0:
+        raise ValueError("sampling_rate must be > 0: an empty subsample labels nothing.")
+    return rate
 
 
 def _check_budget(max_answers: Any, num_queries: int) -> int:
