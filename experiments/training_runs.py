@@ -3,7 +3,10 @@ then the runs trained and evaluated together (`train_together`, on `train.fit_ru
 
 Every finished run leaves `runs/<domain>/<run>/result.json` with a fingerprint of the
 settings it depends on; a rerun with the same fingerprint reads the row back instead of
-training, and `train.fit_runs` resumes an interrupted one from its checkpoint.
+training, and `train.fit_runs` resumes an interrupted one from its checkpoint. The run's
+folder also holds the fingerprint it was started with (`fingerprint`): a folder started
+with other settings is cleared before the run trains, so that its checkpoint is never
+resumed as if it were this run's.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import shutil
 import time
 from typing import Any, NamedTuple
 
@@ -26,6 +30,8 @@ from experiments.training_sets import TASKS, Run, TrainingSet, local
 __all__ = ["PendingRun", "fingerprint", "prepare", "train_together"]
 
 # The sweep's loops and the report's choices: a run's result does not depend on them.
+FINGERPRINT_FILE = "fingerprint"  # in each run's folder: the settings it was started with
+
 _LOOP_FIELDS = ("client_domains", "seeds", "budgets", "epsilons", "methods", "variant")
 
 
@@ -61,6 +67,7 @@ def prepare(
         if previous.get("fingerprint") == run_fingerprint:
             return previous["row"]
 
+    _claim_run_dir(ctx.domain_dir / run.name, run_fingerprint)
     started = time.perf_counter()
     method = run.method
     row: dict[str, Any] = dict(
@@ -92,6 +99,20 @@ def prepare(
             "(every selected image was junk); raise config.budgets."
         )
     return PendingRun(run, data, row, run_fingerprint, started)
+
+
+def _claim_run_dir(run_dir, run_fingerprint: str) -> None:
+    """Makes `run_dir` this run's: a folder started with other settings (another
+    fingerprint, or none, from before the marker existed) is removed, checkpoint and
+    logs with it; then the fingerprint is written."""
+    marker = run_dir / FINGERPRINT_FILE
+    if run_dir.exists():
+        started_with = marker.read_text().strip() if marker.exists() else None
+        if started_with == run_fingerprint:
+            return
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    common.atomic_write(marker, run_fingerprint + "\n")
 
 
 def train_together(ctx: DomainContext, pending: list[PendingRun]) -> list[dict[str, Any]]:

@@ -171,10 +171,15 @@ def test_same_config_and_seed_give_identical_metrics_and_rerun_resumes(tmp_path)
     before = [p.stat().st_mtime_ns for p in results]
     downstream.run(config, tmp_path / "a")
     assert [p.stat().st_mtime_ns for p in results] == before
-    # ... unless a setting the runs depend on changed.
+    # ... unless a setting the runs depend on changed: then every run trains anew, from
+    # its initialisation, not from the finished checkpoint of the old settings.
     config.train.learning_rate = 0.01
     downstream.run(config, tmp_path / "a")
-    assert [p.stat().st_mtime_ns for p in results] != before
+    after = [p.stat().st_mtime_ns for p in results]
+    assert all(a != b for a, b in zip(after, before, strict=True))
+    downstream.run(config, tmp_path / "c")
+    assert strip(_rows(tmp_path / "a")) == strip(_rows(tmp_path / "c"))
+    assert strip(_rows(tmp_path / "a")) != strip(_rows(tmp_path / "b"))
 
 
 @pytest.mark.parametrize(
