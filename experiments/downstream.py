@@ -110,6 +110,11 @@ def _check_knn(config) -> None:
             raise ValueError(
                 f"config.knn.query_order={kcfg.query_order!r}; choose 'shuffled' or 'selection'."
             )
+        if int(kcfg.rounds) < 1 or int(kcfg.refine_steps) < 1:
+            raise ValueError(
+                f"config.knn.rounds={kcfg.rounds} and config.knn.refine_steps="
+                f"{kcfg.refine_steps} must be >= 1 (rounds=1: no refinement)."
+            )
         if kcfg.screen_ratio is not None and not kcfg.screen_ratio > 0:
             raise ValueError(f"config.knn.screen_ratio={kcfg.screen_ratio} must be > 0 or None.")
         if config.train.mode != "fixmatch":

@@ -136,6 +136,14 @@ def labeled_by_client_knn(ctx: DomainContext, run: Run, idx, cost) -> TrainingSe
     `tasks.subsampled_knn_labels`): the answered queries train a FixMatch student with
     the pool as unlabeled data. 'full_set': the earlier full-set mechanism
     (`tasks.private_knn_labels`), supervised on every released label.
+
+    With `config.knn.rounds` R > 1 the kNN space is refined as Private-kNN does: S (in
+    query order) and the answer budget are split into R parts; round 1 labels its part
+    in `config.knn.space`, and each later round labels its part in the penultimate
+    features of a student trained on the labels released so far (`_refined_space`).
+    Every round's releases go into the ledger; the noise is calibrated once for all R
+    rounds together (Q screened queries and `max_answers` answers in all), so the total
+    ε is the same as with one round.
     """
     if ctx.config.knn.mechanism == "full_set":
         return _full_set_knn(ctx, run, idx, cost)
@@ -149,31 +157,19 @@ def labeled_by_client_knn(ctx: DomainContext, run: Run, idx, cost) -> TrainingSe
         # permutation from a public cloud key, the same for every method, spreads them.
         key = named_key(jax.random.key(run.seed), "knn_query_order")
         idx = idx[np.asarray(jax.random.permutation(key, len(idx)))]
-    query = pool_knn[idx]
-    num_queries, dim = query.shape
+    num_queries = len(idx)
     client_labels = ctx.bench.features.client_labels
+    num_client = len(client_labels)
     truth = np.asarray(ctx.bench.split.pool_oracle.labels)[idx]
     budget = min(int(kcfg.max_answers), num_queries)
+    num_rounds = min(int(kcfg.rounds), budget)
     ecos_release = (
         ctx.rounds[(run.seed, run.epsilon)].privacy.release if run.method == "ecos" else None
     )
-    row: dict[str, Any] = dict(knn_k=int(kcfg.k), knn_sampling_rate=float(kcfg.sampling_rate))
-    if math.isinf(kcfg.total_epsilon):
-        # the non-private reference: noise-free votes of the whole client set, ε = ∞
-        votes = tasks.knn_votes(
-            query[:budget],
-            client_knn,
-            client_labels,
-            k=min(int(kcfg.k), len(client_labels)),
-            num_classes=ctx.num_classes,
-            metric=space.metric,
-            chunk_size=config.chunk_size,
-        )
-        labels = np.full(num_queries, tasks.NO_LABEL, np.int32)
-        labels[:budget] = np.argmax(votes, axis=-1)
-        answered, total = np.arange(num_queries) < budget, None
-    else:
-        screen_scale, answer_scale = _knn_noise(
+    private = not math.isinf(kcfg.total_epsilon)
+    scales = (None, None)
+    if private:
+        scales = _knn_noise(
             float(kcfg.total_epsilon),
             float(config.ecos.delta),
             float(kcfg.sampling_rate),
@@ -182,33 +178,54 @@ def labeled_by_client_knn(ctx: DomainContext, run: Run, idx, cost) -> TrainingSe
             kcfg.screen_ratio,
             ecos_release,
         )
-        release_name = f"private_knn/{run.method}/b{len(idx)}"
-        out = tasks.subsampled_knn_labels(
-            query,
-            client_knn,
-            client_labels,
-            k=int(kcfg.k),
-            num_classes=ctx.num_classes,
-            sampling_rate=float(kcfg.sampling_rate),
-            threshold=None if screen_scale is None else float(kcfg.threshold_fraction) * kcfg.k,
-            screen_scale=screen_scale,
-            answer_scale=answer_scale,
-            max_answers=budget,
-            randomness=common.client_randomness(config, run.seed, release_name),
-            metric=space.metric,
-            chunk_size=config.chunk_size,
+    labels = np.full(num_queries, tasks.NO_LABEL, np.int32)
+    answered = np.zeros(num_queries, bool)
+    passed = np.zeros(num_queries, bool)
+    releases: list = []
+    round_accuracy: list[float | None] = []
+    bytes_down = macs = 0
+    query_space, client_space, metric = pool_knn[idx], client_knn, space.metric
+    parts = np.array_split(np.arange(num_queries), num_rounds)
+    budgets = [len(b) for b in np.array_split(np.arange(budget), num_rounds)]
+    for r, (rows, round_budget) in enumerate(zip(parts, budgets, strict=True)):
+        if r > 0 and np.any(labels >= 0):
+            # The student is public (trained on public images and released labels); the
+            # cloud sends it down, the client embeds its own data with it.
+            query_space, client_space, student_bytes = _refined_space(
+                ctx, run, r, idx, labels, rows
+            )
+            metric = "l2"
+            bytes_down += student_bytes
+            macs += num_client * ctx.model_macs
+        query = query_space[rows] if r == 0 else query_space
+        name = f"private_knn/{run.method}/b{num_queries}" + (f"/round{r + 1}" if r else "")
+        out = _label_round(
+            ctx, run, query, client_space, round_budget, scales, name, metric, private
         )
-        labels, answered = out.labels, out.answered
-        ledger = privacy.PrivacyLedger(out.releases)
+        labels[rows], answered[rows], passed[rows] = out.labels, out.answered, out.passed
+        releases += list(out.releases)
+        got = out.labels >= 0
+        round_accuracy.append(
+            float(np.mean(out.labels[got] == truth[rows][got])) if got.any() else None
+        )
+        # the cloud sends the queries' kNN features down (float32); the kNN of every
+        # query's subsample runs on the client
+        bytes_down += len(rows) * query.shape[1] * 4
+        macs += 2 * len(rows) * num_client * query.shape[1]
+
+    row: dict[str, Any] = dict(knn_k=int(kcfg.k), knn_sampling_rate=float(kcfg.sampling_rate))
+    total = None
+    if private:
+        ledger = privacy.PrivacyLedger(releases)
         if ecos_release is not None:
             ledger.record(ecos_release)
         total = ledger.epsilons(delta=config.ecos.delta)
         row.update(
-            knn_screen_scale=screen_scale,
-            knn_answer_scale=answer_scale,
-            knn_passed_fraction=float(np.mean(out.passed)),
+            knn_screen_scale=scales[0],
+            knn_answer_scale=scales[1],
+            knn_passed_fraction=float(np.mean(passed)),
             # ε of each stage alone (RDP), for the label study's "ε per stage"
-            epsilon_labels_rdp=privacy.epsilon(out.releases, delta=config.ecos.delta),
+            epsilon_labels_rdp=privacy.epsilon(releases, delta=config.ecos.delta),
         )
     has = labels >= 0
     row.update(
@@ -217,19 +234,19 @@ def labeled_by_client_knn(ctx: DomainContext, run: Run, idx, cost) -> TrainingSe
         answered_fraction=float(np.mean(answered)),
         labeled_fraction=float(np.mean(has)),
         num_labeled=int(has.sum()),
-        # the cloud sends the kNN features of S down (float32) and gets one int32 label back
-        bytes_down=cost.bytes_down + num_queries * dim * 4,
+        # the queries' features and (R > 1) the students down, one int32 label a query up
+        bytes_down=cost.bytes_down + bytes_down,
         bytes_up=cost.bytes_up + num_queries * 4,
     )
+    if num_rounds > 1:
+        row["knn_rounds"] = num_rounds
+        row["label_accuracy_rounds"] = round_accuracy
     if run.method != "oracle":
         row.update(
             epsilon_rdp=None if total is None else total["rdp"],
             epsilon_pld=None if total is None else total["pld"],
         )
-    # the kNN of every query's subsample, φ of the client's data when the selection did
-    # not featurise it, and the kNN space of the client's data
-    num_client = len(client_labels)
-    macs = 2 * num_queries * num_client * dim
+    # φ of the client's data when the selection did not featurise it
     macs += num_client * (ctx.phi_macs or 0) if run.method in ("random", "k_center") else 0
     step_fn = functools.partial(
         train.fixmatch_step,
@@ -245,6 +262,86 @@ def labeled_by_client_knn(ctx: DomainContext, run: Run, idx, cost) -> TrainingSe
         client_macs=macs,
         row=row,
     )
+
+
+def _label_round(ctx, run, query, client_space, budget, scales, name, metric, private):
+    """One round's `tasks.KnnAnswers` for `query` [Q_r, D]: the first `budget` of them
+    answered, by Private-kNN, or (not `private`) by noise-free full-set votes."""
+    config, kcfg = ctx.config, ctx.config.knn
+    client_labels = ctx.bench.features.client_labels
+    if not private:
+        # the non-private reference: noise-free votes of the whole client set, ε = ∞
+        votes = tasks.knn_votes(
+            query[:budget],
+            client_space,
+            client_labels,
+            k=min(int(kcfg.k), len(client_labels)),
+            num_classes=ctx.num_classes,
+            metric=metric,
+            chunk_size=config.chunk_size,
+        )
+        labels = np.full(len(query), tasks.NO_LABEL, np.int32)
+        labels[:budget] = np.argmax(votes, axis=-1)
+        answered = np.arange(len(query)) < budget
+        return tasks.KnnAnswers(labels, answered, answered, (), float(kcfg.sampling_rate))
+    screen_scale, answer_scale = scales
+    return tasks.subsampled_knn_labels(
+        query,
+        client_space,
+        client_labels,
+        k=int(kcfg.k),
+        num_classes=ctx.num_classes,
+        sampling_rate=float(kcfg.sampling_rate),
+        threshold=None if screen_scale is None else float(kcfg.threshold_fraction) * kcfg.k,
+        screen_scale=screen_scale,
+        answer_scale=answer_scale,
+        max_answers=budget,
+        randomness=common.client_randomness(config, run.seed, name),
+        metric=metric,
+        chunk_size=config.chunk_size,
+    )
+
+
+def _refined_space(ctx, run, r: int, idx, labels, rows):
+    """The kNN space of round `r + 1`: the penultimate features of a student trained on
+    the labels released so far, for the round's queries `idx[rows]` and the client's data
+    (unit-normalised, so L2 ranks as cosine), and the student's size in bytes.
+
+    The student is FixMatch with the pool unlabeled, `config.knn.refine_steps` steps,
+    from its own seed (`knn_round<r>` keys of the run's seed); its folder is
+    `runs/<domain>/<run>/knn_round<r>` (checkpoint, metrics, TensorBoard).
+    """
+    config, tcfg = ctx.config, ctx.config.train
+    split = ctx.bench.split
+    has = labels >= 0
+    images = split.pool_images[idx][has]
+    root = named_key(jax.random.key(run.seed), f"knn_round{r}")
+    state = init_state(named_key(root, "init"), tcfg, ctx.num_classes, images[:1])
+    batch_size = min(int(tcfg.batch_size), len(images))
+    state, _ = train.fit(
+        named_key(root, "fit"),
+        state,
+        images,
+        labels[has],
+        num_steps=int(config.knn.refine_steps),
+        batch_size=batch_size,
+        workdir=ctx.domain_dir / run.name / f"knn_round{r}",
+        log_every=max(1, int(config.knn.refine_steps) // 10),
+        augment=tcfg.augment,
+        progress=False,
+        step_fn=functools.partial(
+            train.fixmatch_step,
+            threshold=tcfg.fixmatch.threshold,
+            lambda_u=tcfg.fixmatch.lambda_u,
+        ),
+        unlabeled_images=split.pool_images,
+        unlabeled_batch_size=tcfg.fixmatch.unlabeled_ratio * batch_size,
+    )
+    unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    query = unit(train.predict_features(state, split.pool_images[idx[rows]]))
+    client = unit(train.predict_features(state, split.client.images))
+    size = sum(np.asarray(x).nbytes for x in jax.tree.leaves((state.params, state.batch_stats)))
+    return query.astype(np.float32), client.astype(np.float32), int(size)
 
 
 @functools.lru_cache(maxsize=64)

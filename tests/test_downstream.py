@@ -119,6 +119,46 @@ def test_client_labeling_smoke_composes_privacy(tmp_path):
     assert "Private-kNN as published" in text and "fraction of S labeled" in text
 
 
+def test_client_labeling_refinement_rounds_keep_the_total_and_change_the_space(tmp_path):
+    """Two rounds: the second labels its half of S in a student's features. Its releases
+    are recomputed from what it released and compose to the same total ε; the labels
+    differ from one round's (another space), and the student left its logs."""
+    config = cl_config.get_config("smoke")
+    config.methods = ("ecos",)
+    config.budgets, config.report_budget = (60,), 60
+    config.epsilons, config.report_epsilon = (0.58,), 0.58
+    one = {r["method"]: r for r in _rows_of(downstream, config, tmp_path / "r1")}["ecos"]
+    config.knn.rounds = 2
+    two = {r["method"]: r for r in _rows_of(downstream, config, tmp_path / "r2")}["ecos"]
+    kcfg, delta = config.knn, config.ecos.delta
+    budget = min(kcfg.max_answers, two["budget"])
+    assert two["knn_rounds"] == 2 and len(two["label_accuracy_rounds"]) == 2
+    assert two["knn_answer_scale"] == one["knn_answer_scale"]
+    rate = subsampling.poisson_rate(kcfg.sampling_rate)
+    releases = []
+    for part in (budget - budget // 2, budget // 2):  # the answer budget split in two
+        releases += tasks.answer_releases(
+            screen_scale=None,
+            answer_scale=two["knn_answer_scale"],
+            sampling_rate=rate,
+            num_queries=part,
+            max_answers=part,
+        )
+    sigma = common.score_sigma(config, two["epsilon_target"])
+    releases.append(privacy.DiscreteGaussianRelease(noise_multiplier=sigma))
+    expected = privacy.epsilons(releases, delta=delta)
+    assert two["epsilon_rdp"] == pytest.approx(expected["rdp"], rel=1e-9)
+    assert two["epsilon_rdp"] == pytest.approx(one["epsilon_rdp"], rel=1e-9)
+    assert two["epsilon_rdp"] <= kcfg.total_epsilon
+    # the student's features: 512·width wide (the query features sent down), and its
+    # parameters sent down too
+    width = int(512 * config.train.width)
+    sent = two["bytes_down"] - one["bytes_down"]
+    assert sent > (two["budget"] // 2) * (width - kcfg.dim) * 4
+    run_dir = tmp_path / "r2" / "runs" / "mnist_blend" / "ecos_b60_eps0.58_s1"
+    assert list((run_dir / "knn_round1" / "tensorboard").glob("events.out.tfevents.*"))
+
+
 @pytest.mark.slow
 def test_client_labeling_full_set_mechanism_still_composes(tmp_path):
     config = cl_config.get_config("smoke")

@@ -49,7 +49,9 @@ class DigitsCNN(nn.Module):
     All widths are multiplied by `width` (e.g. 1/16 for tests).
 
     Input: images [N, H, W, C] with values in [0, 255], uint8 or float (scaled to
-    [-1, 1] inside); the benchmark uses 28×28×3. Output: logits [N, num_classes].
+    [-1, 1] inside); the benchmark uses 28×28×3. Output: logits [N, num_classes], or
+    with `features=True` the penultimate activations [N, 512·width] (after the last
+    hidden layer's ReLU), e.g. for a kNN in the student's feature space.
 
     References:
       Hong, Lyu, Zhou, Spranger. "Outsourcing Training without Uploading Data via
@@ -63,7 +65,7 @@ class DigitsCNN(nn.Module):
     conv_batching: str | None = None  # `Conv.batching`: None for the backend's default
 
     @nn.compact
-    def __call__(self, images_NHWC: jax.Array, *, train: bool) -> jax.Array:
+    def __call__(self, images_NHWC: jax.Array, *, train: bool, features: bool = False) -> jax.Array:
         norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9, name=name)
         x = scale_images(images_NHWC)
         for i, base in enumerate((64, 64, 128)):
@@ -76,4 +78,6 @@ class DigitsCNN(nn.Module):
         for i, base in enumerate((2048, 512)):
             x = nn.Dense(channels(base, self.width), use_bias=False, name=f"fc{i}")(x)
             x = nn.relu(norm(f"bn_fc{i}")(x))
+        if features:
+            return x
         return nn.Dense(self.num_classes, name="head")(x)

@@ -35,7 +35,8 @@ class ResNet18(nn.Module):
     """ResNet-18: basic blocks [2, 2, 2, 2] at 64·width, 128·width, 256·width, 512·width.
 
     Input: images [N, H, W, C] with values in [0, 255], uint8 or float (scaled to
-    [-1, 1] inside). Output: logits [N, num_classes]. The stem is one 3×3 conv (stride 1)
+    [-1, 1] inside). Output: logits [N, num_classes], or with `features=True` the pooled
+    features [N, 512·width] before the head. The stem is one 3×3 conv (stride 1)
     as in CIFAR ResNets, so 32–64 px inputs keep spatial detail.
 
     References:
@@ -48,7 +49,7 @@ class ResNet18(nn.Module):
     width: float = 1.0
 
     @nn.compact
-    def __call__(self, images_NHWC: jax.Array, *, train: bool) -> jax.Array:
+    def __call__(self, images_NHWC: jax.Array, *, train: bool, features: bool = False) -> jax.Array:
         ch = lambda base: channels(base, self.width)
         x = nn.Conv(ch(64), (3, 3), use_bias=False, name="stem")(scale_images(images_NHWC))
         x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, name="bn_stem")(x))
@@ -57,4 +58,6 @@ class ResNet18(nn.Module):
                 strides = 2 if stage > 0 and block == 0 else 1
                 x = BasicBlock(ch(base), strides, name=f"stage{stage}_block{block}")(x, train=train)
         x = jnp.mean(x, axis=(1, 2))
+        if features:
+            return x
         return nn.Dense(self.num_classes, name="head")(x)

@@ -8,7 +8,7 @@ orbax behind `save`, `restore` and `latest_step`.
 from ecos_jax.train import checkpoint
 from ecos_jax.train.augment import STRONG_OPS, strong_augment, weak_augment
 from ecos_jax.train.engine import RunData, evaluate_runs, fit_runs, runs_that_fit, stack_states
-from ecos_jax.train.loop import batch_indices, evaluate, fit, predict_logits
+from ecos_jax.train.loop import batch_indices, evaluate, fit, predict_features, predict_logits
 from ecos_jax.train.optim import make_optimizer, make_schedule
 from ecos_jax.train.steps import (
     ModelApply,
@@ -37,6 +37,7 @@ __all__ = [
     "fixmatch_step",
     "make_optimizer",
     "make_schedule",
+    "predict_features",
     "predict_logits",
     "runs_that_fit",
     "stack_states",

@@ -23,7 +23,7 @@ from ecos_jax.train import checkpoint
 from ecos_jax.train.augment import strong_augment, weak_augment
 from ecos_jax.train.steps import TrainState, eval_step, train_step
 
-__all__ = ["batch_indices", "evaluate", "fit", "predict_logits"]
+__all__ = ["batch_indices", "evaluate", "fit", "predict_features", "predict_logits"]
 
 _AUGMENTS = ("weak", None)
 METRICS_FILE = "metrics.jsonl"
@@ -96,10 +96,26 @@ def predict_logits(state: TrainState, images, *, batch_size: int = 256) -> np.nd
       Hong, Lyu, Zhou, Spranger. "Outsourcing Training without Uploading Data via
       Efficient Collaborative Open-Source Sampling." NeurIPS 2022. arXiv:2210.12575.
     """
+    return _in_batches(_logits, state, images, batch_size, "predict_logits")
+
+
+def predict_features(state: TrainState, images, *, batch_size: int = 256) -> np.ndarray:
+    """Eval-mode penultimate features [N, F] of a whole set (the model's `features=True`
+    output), in fixed-size padded batches: e.g. a student's space for a kNN.
+
+    References:
+      Zhu, Yu, Wang. "Private-kNN: Practical Differential Privacy for Computer Vision."
+      CVPR 2020 (the kNN space refined with the student's features).
+    """
+    return _in_batches(_features, state, images, batch_size, "predict_features")
+
+
+def _in_batches(forward, state: TrainState, images, batch_size: int, caller: str) -> np.ndarray:
+    """`forward(state, batch)` over `images` in padded batches of one shape, concatenated."""
     images = np.asarray(images)
     n = len(images)
     if n == 0:
-        raise ValueError("predict_logits needs at least one image")
+        raise ValueError(f"{caller} needs at least one image")
     size = min(batch_size, n)
     out = []
     for start in range(0, n, size):
@@ -107,7 +123,7 @@ def predict_logits(state: TrainState, images, *, batch_size: int = 256) -> np.nd
         valid = len(x)
         if valid < size:
             x = np.concatenate([x, np.zeros((size - valid, *x.shape[1:]), x.dtype)])
-        out.append(np.asarray(_logits(state, x))[:valid])
+        out.append(np.asarray(forward(state, x))[:valid])
     return np.concatenate(out)
 
 
@@ -116,6 +132,13 @@ def _logits(state: TrainState, images) -> jax.Array:
     """Eval-mode forward pass (BatchNorm running statistics)."""
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     return state.apply_fn(variables, images, train=False)
+
+
+@jax.jit
+def _features(state: TrainState, images) -> jax.Array:
+    """Eval-mode penultimate features (BatchNorm running statistics)."""
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    return state.apply_fn(variables, images, train=False, features=True)
 
 
 def _check_finite(finite_flags: list[tuple[int, jax.Array]], losses) -> None:

@@ -26,7 +26,11 @@ cover a few classes only). `knn.screen_ratio`
 by default, because on this benchmark its cost buys nothing (docs/experiments.md, the
 label study). The noise is calibrated so that the run's TOTAL ε (the labels plus, for
 ECOS, its score release) is `knn.total_epsilon` (RDP, δ=1e-5); the tables report it
-under RDP and PLD. `knn.mechanism='full_set'` is the earlier mechanism (every client row
+under RDP and PLD. `knn.rounds` R > 1 refines the kNN space as Private-kNN does: S and
+the answer budget are split into R parts, and round r > 1 runs the kNN in the
+penultimate features of a student (`knn.refine_steps` FixMatch steps) trained on the
+labels of the rounds before; the total ε is unchanged (the noise is calibrated for all
+rounds' releases together). `knn.mechanism='full_set'` is the earlier mechanism (every client row
 votes, no subsampling; `knn.target_epsilon` is then the labels' ε alone), and
 `knn.total_epsilon=inf` gives the non-private reference (noise-free votes, ε = ∞).
 """
@@ -55,6 +59,10 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     k.sampling_rate = 0.5
     k.max_answers = 300
     k.query_order = "shuffled"  # or "selection": the order the selection lists S in
+    # Refinement rounds: round r > 1 labels its share of S in the penultimate features of
+    # a student (refine_steps FixMatch steps) trained on the labels of the rounds before.
+    k.rounds = 1
+    k.refine_steps = int(config.train.num_steps)
     k.screen_ratio = ml_collections.FieldReference(None, field_type=float)
     k.threshold_fraction = 0.5
     k.total_epsilon = 4.0

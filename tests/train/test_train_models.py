@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from ecos_jax.models import DigitsCNN, ResNet18
@@ -62,3 +63,25 @@ def test_resnet18_has_eight_blocks_and_downsamples():
 def test_models_reject_unbatched_images():
     with pytest.raises(ValueError, match="images_NHWC"):
         DigitsCNN(width=1 / 16).init(jax.random.key(0), jnp.zeros((28, 28, 3)), train=False)
+
+
+@pytest.mark.parametrize(
+    ("model", "size", "width"),
+    [
+        (DigitsCNN(num_classes=7, width=1 / 16), 28, 32),
+        (ResNet18(num_classes=7, width=1 / 32), 8, 16),
+    ],
+)
+def test_features_are_what_the_head_reads(model, size, width):
+    """`features=True` is the penultimate layer: the head applied to it gives the logits;
+    `train.predict_features` returns it for a whole set, padded batches cut off."""
+    from ecos_jax import train
+
+    x = jax.random.randint(jax.random.key(1), (5, size, size, 3), 0, 256).astype(jnp.uint8)
+    optimizer = train.make_optimizer("sgd", learning_rate=0.1, total_steps=1)
+    state = train.create_train_state(jax.random.key(0), model, optimizer, x[:1])
+    feats = train.predict_features(state, x, batch_size=2)
+    assert feats.shape == (5, width)
+    head = state.params["head"]
+    logits = feats @ np.asarray(head["kernel"]) + np.asarray(head["bias"])[None]
+    np.testing.assert_allclose(logits, train.predict_logits(state, x), rtol=1e-5, atol=1e-5)
