@@ -208,10 +208,11 @@ def labeled_by_client_knn(ctx: DomainContext, run: Run, idx, cost) -> TrainingSe
         round_accuracy.append(
             float(np.mean(out.labels[got] == truth[rows][got])) if got.any() else None
         )
-        # the cloud sends the queries' kNN features down (float32); the kNN of every
-        # query's subsample runs on the client
+        # the cloud sends the queries' kNN features down (float32); the client computes
+        # the distances of every screened and every answered query to its rows
         bytes_down += len(rows) * query.shape[1] * 4
-        macs += 2 * len(rows) * num_client * query.shape[1]
+        searched = int(np.sum(out.answered)) + (len(rows) if scales[0] is not None else 0)
+        macs += searched * num_client * query.shape[1]
 
     row: dict[str, Any] = dict(knn_k=int(kcfg.k), knn_sampling_rate=float(kcfg.sampling_rate))
     total = None
@@ -246,7 +247,9 @@ def labeled_by_client_knn(ctx: DomainContext, run: Run, idx, cost) -> TrainingSe
             epsilon_rdp=None if total is None else total["rdp"],
             epsilon_pld=None if total is None else total["pld"],
         )
-    # φ of the client's data when the selection did not featurise it
+    # φ of the client's data when the selection did not featurise it (the kNN space's
+    # extractor on the client's data, HOG by default, is not counted: it has no jitted
+    # forward to count)
     macs += num_client * (ctx.phi_macs or 0) if run.method in ("random", "k_center") else 0
     step_fn = functools.partial(
         train.fixmatch_step,
