@@ -188,16 +188,14 @@ def labeled_by_client_knn(ctx: DomainContext, run: Run, idx, cost) -> TrainingSe
     parts = np.array_split(np.arange(num_queries), num_rounds)
     budgets = [len(b) for b in np.array_split(np.arange(budget), num_rounds)]
     for r, (rows, round_budget) in enumerate(zip(parts, budgets, strict=True)):
-        if r > 0 and np.any(labels >= 0):
+        query = query_space[rows]
+        if r > 0 and np.any(labels >= 0):  # no label yet: the round keeps the space
             # The student is public (trained on public images and released labels); the
             # cloud sends it down, the client embeds its own data with it.
-            query_space, client_space, student_bytes = _refined_space(
-                ctx, run, r, idx, labels, rows
-            )
+            query, client_space, student_bytes = _refined_space(ctx, run, r, idx, labels, rows)
             metric = "l2"
             bytes_down += student_bytes
             macs += num_client * ctx.model_macs
-        query = query_space[rows] if r == 0 else query_space
         name = f"private_knn/{run.method}/b{num_queries}" + (f"/round{r + 1}" if r else "")
         out = _label_round(
             ctx, run, query, client_space, round_budget, scales, name, metric, private
