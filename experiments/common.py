@@ -14,11 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from ecos_jax import coverage, noise, privacy, protocol, selection, synthetic
+from ecos_jax.keys import named_key
 
 __all__ = [
     "ImageBenchmark",
@@ -29,6 +31,7 @@ __all__ = [
     "ecos_round",
     "feature_cache_tag",
     "json_default",
+    "knn_query_order",
     "load_image_benchmark",
     "main",
     "mean_std",
@@ -231,6 +234,21 @@ def select(config, method: str, keys, budget: int, pool_features, client_feature
         metric=config.metric,
         chunk_size=config.chunk_size,
     )
+
+
+def knn_query_order(idx, seed: int, order: str) -> np.ndarray:
+    """S in the order task (c)'s queries are asked: 'selection' as listed, or 'shuffled'
+    by a public cloud key of the seed (`named_key(key(seed), "knn_query_order")`), the
+    same permutation for every method. The answer budget goes to the first queries, and a
+    selection lists S cluster by cluster, so unshuffled its first few hundred come from a
+    few clusters (a few classes)."""
+    idx = np.asarray(idx)
+    if order == "selection":
+        return idx
+    if order != "shuffled":
+        raise ValueError(f"query order {order!r}: choose 'shuffled' or 'selection'.")
+    key = named_key(jax.random.key(int(seed)), "knn_query_order")
+    return idx[np.asarray(jax.random.permutation(key, len(idx)))]
 
 
 def mean_std(values: list) -> tuple[float | None, float | None]:

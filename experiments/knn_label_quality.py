@@ -60,6 +60,11 @@ def check_config(config) -> list[Space]:
         parse_setting(text)
     for text in config.published.spaces:
         parse_space(text, "config.published.spaces entry")
+    if config.published.query_order not in ("shuffled", "selection"):
+        raise ValueError(
+            f"config.published.query_order={config.published.query_order!r}; choose "
+            "'shuffled' (as task c asks them) or 'selection'."
+        )
     if any(not e > 0 for e in config.published.total_epsilons):
         raise ValueError(
             f"config.published.total_epsilons={list(config.published.total_epsilons)} must be > 0."
@@ -202,6 +207,9 @@ def _published_rows(
     """Private-kNN as published on S: every setting × space × total ε, one release each."""
     out = []
     delta = float(config.ecos.delta)
+    # the queries in the order task (c) asks them: the answer budget goes to the first
+    order = common.knn_query_order(np.arange(len(idx)), seed, config.published.query_order)
+    idx, truth_s, ids = idx[order], truth_s[order], ids[order]
     for text in config.published.settings:
         setting = parse_setting(text)
         budget = min(setting.max_answers, len(idx))
@@ -280,7 +288,9 @@ def _published_markdown(config, rows) -> str:
         "# Private-kNN as published (subsampled, optional screening), no training",
         "",
         "A setting reads `γ:k:max_answers:screen_ratio` (`none`: no screening; with "
-        f"screening T = {config.published.threshold_fraction}·k). The noise is calibrated "
+        f"screening T = {config.published.threshold_fraction}·k); the first max_answers "
+        f"queries of S are answered, S in {config.published.query_order} order (as in task "
+        "c: `config.knn.query_order`). The noise is calibrated "
         "so that the total ε (labels, and for ECOS its score release) is the target (RDP, "
         f"δ={config.ecos.delta:g}). Cells: label accuracy of the released labels (junk and "
         "other domains wrong) / fraction of S labeled.",

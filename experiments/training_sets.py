@@ -150,13 +150,7 @@ def labeled_by_client_knn(ctx: DomainContext, run: Run, idx, cost) -> TrainingSe
     config, kcfg = ctx.config, ctx.config.knn
     pool_knn, client_knn = ctx.knn_features
     space = common.parse_space(kcfg.space, "config.knn.space")
-    idx = np.asarray(idx)
-    if kcfg.query_order == "shuffled":
-        # The answer budget goes to the first queries. A selection lists S cluster by
-        # cluster, so its first few hundred come from a few clusters (a few classes); a
-        # permutation from a public cloud key, the same for every method, spreads them.
-        key = named_key(jax.random.key(run.seed), "knn_query_order")
-        idx = idx[np.asarray(jax.random.permutation(key, len(idx)))]
+    idx = common.knn_query_order(idx, run.seed, kcfg.query_order)
     num_queries = len(idx)
     client_labels = ctx.bench.features.client_labels
     num_client = len(client_labels)

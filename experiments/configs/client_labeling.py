@@ -32,8 +32,9 @@ penultimate features of a student (`knn.refine_steps` FixMatch steps) trained on
 labels of the rounds before; the total ε is unchanged (the noise is calibrated for all
 rounds' releases together). Off by default, by measurement (results/README.md): with
 R = 2 on the sweep the second round's labels are worse in the student's space than in
-HOG's (e.g. fontdigits 15% right against 68%), and ECOS drops from 48.3% to 37.7%. `knn.mechanism='full_set'` is the earlier mechanism (every client row
-votes, no subsampling; `knn.target_epsilon` is then the labels' ε alone), and
+HOG's (e.g. fontdigits 15% right against 68%), and ECOS drops from 48.3% to 37.7%.
+`knn.mechanism='full_set'` is the earlier mechanism (every client row votes, no
+subsampling; `knn.target_epsilon` is then the labels' ε alone), and
 `knn.total_epsilon=inf` gives the non-private reference (noise-free votes, ε = ∞).
 """
 
