@@ -23,6 +23,7 @@ from ecos_jax import coverage, noise, privacy, protocol, selection, synthetic
 from ecos_jax.keys import named_key
 
 __all__ = [
+    "QUERY_ORDERS",
     "ImageBenchmark",
     "Space",
     "atomic_write",
@@ -236,6 +237,9 @@ def select(config, method: str, keys, budget: int, pool_features, client_feature
     )
 
 
+QUERY_ORDERS = ("shuffled", "selection")  # task (c)'s query orders (`knn_query_order`)
+
+
 def knn_query_order(idx, seed: int, order: str) -> np.ndarray:
     """S in the order task (c)'s queries are asked: 'selection' as listed, or 'shuffled'
     by a public cloud key of the seed (`named_key(key(seed), "knn_query_order")`), the
@@ -245,8 +249,8 @@ def knn_query_order(idx, seed: int, order: str) -> np.ndarray:
     idx = np.asarray(idx)
     if order == "selection":
         return idx
-    if order != "shuffled":
-        raise ValueError(f"query order {order!r}: choose 'shuffled' or 'selection'.")
+    if order not in QUERY_ORDERS:
+        raise ValueError(f"query order {order!r}: choose one of {QUERY_ORDERS}.")
     key = named_key(jax.random.key(int(seed)), "knn_query_order")
     return idx[np.asarray(jax.random.permutation(key, len(idx)))]
 

@@ -60,7 +60,7 @@ def check_config(config) -> list[Space]:
         parse_setting(text)
     for text in config.published.spaces:
         parse_space(text, "config.published.spaces entry")
-    if config.published.query_order not in ("shuffled", "selection"):
+    if config.published.query_order not in common.QUERY_ORDERS:
         raise ValueError(
             f"config.published.query_order={config.published.query_order!r}; choose "
             "'shuffled' (as task c asks them) or 'selection'."

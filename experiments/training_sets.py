@@ -82,6 +82,13 @@ def local(ctx: DomainContext, run: Run, idx, cost) -> TrainingSet:
     return TrainingSet(client.images, client.labels, client_macs=macs)
 
 
+def _fixmatch_step(tcfg) -> Callable:
+    """`train.fixmatch_step` with the trainer block's threshold τ and weight λ_u."""
+    return functools.partial(
+        train.fixmatch_step, threshold=tcfg.fixmatch.threshold, lambda_u=tcfg.fixmatch.lambda_u
+    )
+
+
 def labeled_by_humans(ctx: DomainContext, run: Run, idx, cost) -> TrainingSet:
     """The human labelers' answer for S: true labels, junk (label -1) rejected."""
     del run, cost
@@ -91,10 +98,7 @@ def labeled_by_humans(ctx: DomainContext, run: Run, idx, cost) -> TrainingSet:
     images, labels = split.pool_images[_pool_rows(idx)][keep], labels[keep]
     if tcfg.mode != "fixmatch":
         return TrainingSet(images, labels)
-    step_fn = functools.partial(
-        train.fixmatch_step, threshold=tcfg.fixmatch.threshold, lambda_u=tcfg.fixmatch.lambda_u
-    )
-    return TrainingSet(images, labels, step_fn, unlabeled=split.pool_images)
+    return TrainingSet(images, labels, _fixmatch_step(tcfg), unlabeled=split.pool_images)
 
 
 def distilled_from_teacher(ctx: DomainContext, run: Run, idx, cost) -> TrainingSet:
@@ -243,16 +247,11 @@ def labeled_by_client_knn(ctx: DomainContext, run: Run, idx, cost) -> TrainingSe
     # extractor on the client's data, HOG by default, is not counted: it has no jitted
     # forward to count)
     macs += num_client * (ctx.phi_macs or 0) if run.method in ("random", "k_center") else 0
-    step_fn = functools.partial(
-        train.fixmatch_step,
-        threshold=config.train.fixmatch.threshold,
-        lambda_u=config.train.fixmatch.lambda_u,
-    )
     images = ctx.bench.split.pool_images[idx][has]
     return TrainingSet(
         images,
         labels[has],
-        step_fn,
+        _fixmatch_step(config.train),
         unlabeled=ctx.bench.split.pool_images,
         client_macs=macs,
         row=row,
@@ -324,11 +323,7 @@ def _refined_space(ctx, run, r: int, idx, labels, rows):
         log_every=max(1, int(config.knn.refine_steps) // 10),
         augment=tcfg.augment,
         progress=False,
-        step_fn=functools.partial(
-            train.fixmatch_step,
-            threshold=tcfg.fixmatch.threshold,
-            lambda_u=tcfg.fixmatch.lambda_u,
-        ),
+        step_fn=_fixmatch_step(tcfg),
         unlabeled_images=split.pool_images,
         unlabeled_batch_size=tcfg.fixmatch.unlabeled_ratio * batch_size,
     )
