@@ -29,9 +29,9 @@ from experiments.training_sets import TASKS, Run, TrainingSet, local
 
 __all__ = ["PendingRun", "fingerprint", "prepare", "train_together"]
 
-# The sweep's loops and the report's choices: a run's result does not depend on them.
 FINGERPRINT_FILE = "fingerprint"  # in each run's folder: the settings it was started with
 
+# The sweep's loops and the report's choices: a run's result does not depend on them.
 _LOOP_FIELDS = ("client_domains", "seeds", "budgets", "epsilons", "methods", "variant")
 
 

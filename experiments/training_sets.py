@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ecos_jax import costs, privacy, selection, tasks, train
+from ecos_jax import costs, distances, privacy, selection, tasks, train
 from ecos_jax.keys import named_key
 from experiments import common
 from experiments.domain import DomainContext, Teacher, init_state
@@ -327,11 +327,12 @@ def _refined_space(ctx, run, r: int, idx, labels, rows):
         unlabeled_images=split.pool_images,
         unlabeled_batch_size=tcfg.fixmatch.unlabeled_ratio * batch_size,
     )
-    unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    query = unit(train.predict_features(state, split.pool_images[idx[rows]]))
-    client = unit(train.predict_features(state, split.client.images))
+    embed = lambda images: np.asarray(
+        distances.normalize_rows(train.predict_features(state, images)), np.float32
+    )
+    query, client = embed(split.pool_images[idx[rows]]), embed(split.client.images)
     size = sum(np.asarray(x).nbytes for x in jax.tree.leaves((state.params, state.batch_stats)))
-    return query.astype(np.float32), client.astype(np.float32), int(size)
+    return query, client, int(size)
 
 
 @functools.lru_cache(maxsize=64)
