@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -27,8 +28,10 @@ __all__ = [
     "ImageBenchmark",
     "Space",
     "atomic_write",
+    "check_query_order",
     "client_randomness",
     "coverage_kwargs",
+    "coverage_weights",
     "ecos_round",
     "feature_cache_tag",
     "json_default",
@@ -237,22 +240,65 @@ def select(config, method: str, keys, budget: int, pool_features, client_feature
     )
 
 
-QUERY_ORDERS = ("shuffled", "selection")  # task (c)'s query orders (`knn_query_order`)
+# task (c)'s query orders (`knn_query_order`)
+QUERY_ORDERS = ("shuffled", "selection", "coverage")
 
 
-def knn_query_order(idx, seed: int, order: str) -> np.ndarray:
-    """S in the order task (c)'s queries are asked: 'selection' as listed, or 'shuffled'
-    by a public cloud key of the seed (`named_key(key(seed), "knn_query_order")`), the
-    same permutation for every method. The answer budget goes to the first queries, and a
-    selection lists S cluster by cluster, so unshuffled its first few hundred come from a
-    few clusters (a few classes)."""
+def check_query_order(order: str, name: str) -> None:
+    """Raises if `order` (the config field `name`) is not one of `QUERY_ORDERS`."""
+    if order not in QUERY_ORDERS:
+        raise ValueError(
+            f"{name}={order!r}; choose 'shuffled' (a public shuffle), 'selection' (as the "
+            "selection lists S) or 'coverage' (ECOS: client-like clusters first)."
+        )
+
+
+def coverage_weights(ecos: protocol.EcosRound, idx) -> np.ndarray:
+    """[B] float64: each selected pool point's cluster's noisy score over its pool size.
+
+    The score counts the client samples nearest to the centroid, so score / size
+    estimates the ratio of client to pool density in that cluster: about 1 where a
+    cluster is the client's domain, about 0 where it is junk. It reads only the released
+    scores and the cloud's own clustering (post-processing: no privacy cost); negative
+    noisy scores count as 0.
+    """
+    assignments = np.asarray(ecos.cloud.clustering.assignments)
+    scores = np.asarray(ecos.scores.scores, dtype=np.float64)
+    sizes = np.bincount(assignments, minlength=len(scores))
+    ratio = np.maximum(scores, 0.0) / np.maximum(sizes, 1)
+    return ratio[assignments[np.asarray(idx)]]
+
+
+def knn_query_order(idx, seed: int, order: str, weights=None) -> np.ndarray:
+    """S in the order task (c)'s queries are asked; the answer budget goes to the first.
+
+    'selection': as listed. A selection lists S cluster by cluster, so its first few
+    hundred come from a few clusters (a few classes). 'shuffled': permuted by a public
+    cloud key of the seed (`named_key(key(seed), "knn_query_order")`), the same
+    permutation for every method. 'coverage': a weighted draw without replacement in
+    proportion to `weights` (ECOS's `coverage_weights`: client-like clusters first, every
+    cluster still drawn from), by Gumbel top-k with the same key; rows of weight 0 come
+    last, in the shuffled order.
+    """
     idx = np.asarray(idx)
+    check_query_order(order, "order")
     if order == "selection":
         return idx
-    if order not in QUERY_ORDERS:
-        raise ValueError(f"query order {order!r}: choose one of {QUERY_ORDERS}.")
     key = named_key(jax.random.key(int(seed)), "knn_query_order")
-    return idx[np.asarray(jax.random.permutation(key, len(idx)))]
+    if order == "shuffled":
+        return idx[np.asarray(jax.random.permutation(key, len(idx)))]
+    if weights is None:
+        raise ValueError("order='coverage' needs weights (one per query; ECOS's scores).")
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != idx.shape or not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"weights must be finite, >= 0 and of shape {idx.shape}.")
+    gumbel = np.asarray(jax.random.gumbel(key, idx.shape, dtype=jnp.float32), np.float64)
+    with np.errstate(divide="ignore"):
+        keys = np.log(w) + gumbel  # -inf for weight 0
+    positive = w > 0
+    # weighted rows by their Gumbel key, then the weight-0 rows by the key alone
+    rank = np.lexsort((-np.where(positive, keys, gumbel), ~positive))
+    return idx[rank]
 
 
 def mean_std(values: list) -> tuple[float | None, float | None]:

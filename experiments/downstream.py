@@ -106,10 +106,7 @@ def _check_knn(config) -> None:
             raise ValueError(f"config.knn.sampling_rate={kcfg.sampling_rate} must be in (0, 1].")
         if int(kcfg.max_answers) < 1 or int(kcfg.dim) < 1:
             raise ValueError("config.knn.max_answers and config.knn.dim must be >= 1.")
-        if kcfg.query_order not in common.QUERY_ORDERS:
-            raise ValueError(
-                f"config.knn.query_order={kcfg.query_order!r}; choose 'shuffled' or 'selection'."
-            )
+        common.check_query_order(kcfg.query_order, "config.knn.query_order")
         if int(kcfg.rounds) < 1 or int(kcfg.refine_steps) < 1:
             raise ValueError(
                 f"config.knn.rounds={kcfg.rounds} and config.knn.refine_steps="

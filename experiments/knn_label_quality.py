@@ -60,11 +60,7 @@ def check_config(config) -> list[Space]:
         parse_setting(text)
     for text in config.published.spaces:
         parse_space(text, "config.published.spaces entry")
-    if config.published.query_order not in common.QUERY_ORDERS:
-        raise ValueError(
-            f"config.published.query_order={config.published.query_order!r}; choose "
-            "'shuffled' (as task c asks them) or 'selection'."
-        )
+    common.check_query_order(config.published.query_order, "config.published.query_order")
     if any(not e > 0 for e in config.published.total_epsilons):
         raise ValueError(
             f"config.published.total_epsilons={list(config.published.total_epsilons)} must be > 0."
@@ -292,8 +288,8 @@ def _published_markdown(config, rows) -> str:
         f"queries of S are answered, S in {config.published.query_order} order (as in task "
         "c: `config.knn.query_order`). The noise is calibrated "
         "so that the total ε (labels, and for ECOS its score release) is the target (RDP, "
-        f"δ={config.ecos.delta:g}). Cells: label accuracy of the released labels (junk and "
-        "other domains wrong) / fraction of S labeled.",
+        f"δ={config.ecos.delta:g}). Cells: label accuracy of the released labels (junk "
+        "wrong, other digit domains by their class) / fraction of S labeled.",
     ]
     for total in config.published.total_epsilons:
         match = dict(total_epsilon_target=float(total))
@@ -394,7 +390,8 @@ def _markdown(config, rows, spaces: list[Space], vote_sigmas: dict[float, float]
         f"{config.budget} queries, sensitivity √2); discrete Gaussian vote noise of scale "
         f"{sigmas}, {noise.RANDOMNESS_NAMES[config.ecos.randomness]}. Means over "
         "client domains and seeds. 'In-domain' counts only the images of S from the client's "
-        "domain; 'all of S' counts junk and other domains as wrong.",
+        "domain; 'all of S' counts every image of S, an image of another digit domain by its "
+        "class and a junk image (unrelated domain, no digit) as wrong.",
         "",
     ]
 

@@ -117,7 +117,8 @@ def _knn_label_table(config, rows, budget, eps) -> list[str]:
     lines = [
         "",
         "Private-kNN labels of S per client domain: label accuracy (of the released labels;"
-        " junk and other domains' images count as wrong) / fraction of S labeled:",
+        " another digit domain's image counts by its class, a junk image as wrong) / fraction"
+        " of S labeled:",
         "",
         "| method | " + " | ".join(config.client_domains) + " | avg |",
         "|---|" + "---|" * (len(config.client_domains) + 1),
@@ -184,11 +185,13 @@ def setting_sentence(config) -> str:
         elif math.isinf(k.total_epsilon):
             text += f" kNN labels in {k.space}: k={k.k}, no noise (not private: ε = ∞)."
         else:
-            order = (
-                "shuffled by a public cloud key"
-                if k.query_order == "shuffled"
-                else "in the selection's order"
-            )
+            order = {
+                "shuffled": "shuffled by a public cloud key",
+                "selection": "in the selection's order",
+                "coverage": "ECOS's drawn without replacement in proportion to their "
+                "cluster's noisy score over its pool size (post-processing of the release, "
+                "no privacy cost), the other methods' shuffled by a public cloud key",
+            }[k.query_order]
             screen = (
                 "no screening"
                 if k.screen_ratio is None

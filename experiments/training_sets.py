@@ -133,6 +133,18 @@ def train_teacher(ctx: DomainContext) -> Teacher:
     return Teacher(train.predict_logits(state, split.pool_images), accuracy)
 
 
+def _query_order(ctx: DomainContext, run: Run, idx) -> np.ndarray:
+    """S in `config.knn.query_order`; 'coverage' weighs by ECOS's released scores, so the
+    methods without scores (Random, K-Center, Oracle) keep the shuffled order."""
+    order = ctx.config.knn.query_order
+    if order != "coverage":
+        return common.knn_query_order(idx, run.seed, order)
+    if run.method != "ecos":
+        return common.knn_query_order(idx, run.seed, "shuffled")
+    weights = common.coverage_weights(ctx.rounds[(run.seed, run.epsilon)], idx)
+    return common.knn_query_order(idx, run.seed, order, weights)
+
+
 def labeled_by_client_knn(ctx: DomainContext, run: Run, idx, cost) -> TrainingSet:
     """Private-kNN labels of S from the client, and the composed ε of the whole run.
 
@@ -154,7 +166,7 @@ def labeled_by_client_knn(ctx: DomainContext, run: Run, idx, cost) -> TrainingSe
     config, kcfg = ctx.config, ctx.config.knn
     pool_knn, client_knn = ctx.knn_features
     space = common.parse_space(kcfg.space, "config.knn.space")
-    idx = common.knn_query_order(idx, run.seed, kcfg.query_order)
+    idx = _query_order(ctx, run, idx)
     num_queries = len(idx)
     client_labels = ctx.bench.features.client_labels
     num_client = len(client_labels)
@@ -226,7 +238,7 @@ def labeled_by_client_knn(ctx: DomainContext, run: Run, idx, cost) -> TrainingSe
         )
     has = labels >= 0
     row.update(
-        # of the released labels, how many are right (junk and other domains count as wrong)
+        # of the released labels, how many are right (junk has no digit class: wrong)
         label_accuracy=float(np.mean(labels[has] == truth[has])) if has.any() else None,
         answered_fraction=float(np.mean(answered)),
         labeled_fraction=float(np.mean(has)),

@@ -62,7 +62,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     k.k = 100
     k.sampling_rate = 0.5
     k.max_answers = 300
-    k.query_order = "shuffled"  # or "selection": the order the selection lists S in
+    k.query_order = "coverage"  # ECOS: client-like clusters first; "shuffled", "selection"
     # Refinement rounds: round r > 1 labels its share of S in the penultimate features of
     # a student (refine_steps FixMatch steps) trained on the labels of the rounds before.
     k.rounds = 1
