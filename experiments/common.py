@@ -39,6 +39,7 @@ __all__ = [
     "load_image_benchmark",
     "main",
     "mean_std",
+    "method_query_order",
     "parse_space",
     "score_randomness",
     "score_sigma",
@@ -299,6 +300,18 @@ def knn_query_order(idx, seed: int, order: str, weights=None) -> np.ndarray:
     # weighted rows by their Gumbel key, then the weight-0 rows by the key alone
     rank = np.lexsort((-np.where(positive, keys, gumbel), ~positive))
     return idx[rank]
+
+
+def method_query_order(idx, seed: int, order: str, ecos=None) -> np.ndarray:
+    """Positions into one method's S (pool indices `idx`) in task (c)'s query order:
+    `knn_query_order` of `arange(len(idx))`, 'coverage' weighing each position by `ecos`'s
+    released scores (`coverage_weights`). A method without scores (`ecos` None: Random,
+    K-Center, Oracle) keeps the shuffled order."""
+    positions = np.arange(len(idx))
+    if order == "coverage" and ecos is None:
+        order = "shuffled"
+    weights = coverage_weights(ecos, idx) if order == "coverage" else None
+    return knn_query_order(positions, seed, order, weights)
 
 
 def mean_std(values: list) -> tuple[float | None, float | None]:

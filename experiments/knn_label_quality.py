@@ -189,7 +189,7 @@ def run(config, workdir) -> dict[str, Any]:
                     ids,
                     client_labels,
                     published_features,
-                    ecos.privacy.release if method == "ecos" else None,
+                    ecos if method == "ecos" else None,
                 )
     bar.close()
     markdown = _markdown(config, rows, spaces, vote_sigmas) + _published_markdown(config, published)
@@ -198,13 +198,14 @@ def run(config, workdir) -> dict[str, Any]:
 
 
 def _published_rows(
-    config, domain, seed, method, idx, truth_s, ids, client_labels, features, ecos_release
+    config, domain, seed, method, idx, truth_s, ids, client_labels, features, ecos
 ) -> list[dict[str, Any]]:
     """Private-kNN as published on S: every setting × space × total ε, one release each."""
     out = []
     delta = float(config.ecos.delta)
+    ecos_release = None if ecos is None else ecos.privacy.release
     # the queries in the order task (c) asks them: the answer budget goes to the first
-    order = common.knn_query_order(np.arange(len(idx)), seed, config.published.query_order)
+    order = common.method_query_order(np.arange(len(idx)), seed, config.published.query_order, ecos)
     idx, truth_s, ids = idx[order], truth_s[order], ids[order]
     for text in config.published.settings:
         setting = parse_setting(text)

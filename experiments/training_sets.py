@@ -133,18 +133,6 @@ def train_teacher(ctx: DomainContext) -> Teacher:
     return Teacher(train.predict_logits(state, split.pool_images), accuracy)
 
 
-def _query_order(ctx: DomainContext, run: Run, idx) -> np.ndarray:
-    """S in `config.knn.query_order`; 'coverage' weighs by ECOS's released scores, so the
-    methods without scores (Random, K-Center, Oracle) keep the shuffled order."""
-    order = ctx.config.knn.query_order
-    if order != "coverage":
-        return common.knn_query_order(idx, run.seed, order)
-    if run.method != "ecos":
-        return common.knn_query_order(idx, run.seed, "shuffled")
-    weights = common.coverage_weights(ctx.rounds[(run.seed, run.epsilon)], idx)
-    return common.knn_query_order(idx, run.seed, order, weights)
-
-
 def labeled_by_client_knn(ctx: DomainContext, run: Run, idx, cost) -> TrainingSet:
     """Private-kNN labels of S from the client, and the composed ε of the whole run.
 
@@ -166,16 +154,15 @@ def labeled_by_client_knn(ctx: DomainContext, run: Run, idx, cost) -> TrainingSe
     config, kcfg = ctx.config, ctx.config.knn
     pool_knn, client_knn = ctx.knn_features
     space = common.parse_space(kcfg.space, "config.knn.space")
-    idx = _query_order(ctx, run, idx)
+    ecos = ctx.rounds[(run.seed, run.epsilon)] if run.method == "ecos" else None
+    idx = np.asarray(idx)[common.method_query_order(idx, run.seed, kcfg.query_order, ecos)]
     num_queries = len(idx)
     client_labels = ctx.bench.features.client_labels
     num_client = len(client_labels)
     truth = np.asarray(ctx.bench.split.pool_oracle.labels)[idx]
     budget = min(int(kcfg.max_answers), num_queries)
     num_rounds = min(int(kcfg.rounds), budget)
-    ecos_release = (
-        ctx.rounds[(run.seed, run.epsilon)].privacy.release if run.method == "ecos" else None
-    )
+    ecos_release = None if ecos is None else ecos.privacy.release
     private = not math.isinf(kcfg.total_epsilon)
     scales = (None, None)
     if private:

@@ -257,6 +257,7 @@ def test_task_specific_config_errors():
         ("sampling_rate", 0.0),
         ("mechanism", "everyone"),
         ("screen_ratio", -1.0),
+        ("query_order", "by_score"),
     ):
         config = cl_config.get_config("smoke")
         setattr(config.knn, field, value)
@@ -323,3 +324,55 @@ def test_client_noise_differs_across_seeds_and_releases():
     np.testing.assert_array_equal(draw(3, "x"), draw(3, "x"))
     config.ecos.randomness = "secure"
     assert common.client_randomness(config, 1, "x").name == "secure"
+
+
+def _fake_round(assignments, scores):
+    """The two things `coverage_weights` reads of an EcosRound: the clustering, the scores."""
+    from types import SimpleNamespace
+
+    clustering = SimpleNamespace(assignments=np.asarray(assignments, np.int32))
+    return SimpleNamespace(
+        cloud=SimpleNamespace(clustering=clustering),
+        scores=SimpleNamespace(scores=np.asarray(scores, np.int64)),
+    )
+
+
+def test_coverage_weights_are_score_over_cluster_size_with_negative_scores_zero():
+    # clusters of pool size 4, 2, 2; noisy scores 8, -3, 1
+    ecos = _fake_round([0, 0, 1, 0, 2, 1, 0, 2], [8, -3, 1])
+    np.testing.assert_array_equal(common.coverage_weights(ecos, [6, 2, 4, 0]), [2.0, 0.0, 0.5, 2.0])
+
+
+def test_coverage_order_draws_in_proportion_to_the_weights_and_puts_weight_zero_last():
+    idx = np.arange(100, 106)
+    weights = np.array([0.0, 1.0, 2.0, 0.0, 3.0, 4.0])
+    first = []
+    for seed in range(600):
+        order = common.knn_query_order(idx, seed, "coverage", weights)
+        assert sorted(order) == list(idx)  # a permutation of S
+        assert set(order[-2:]) == {100, 103}  # the weight-0 rows come last
+        first.append(order[0])
+    np.testing.assert_array_equal(order, common.knn_query_order(idx, 599, "coverage", weights))
+    # Gumbel top-1 is a draw with P(row) = w / Σw: 0.1, 0.2, 0.3, 0.4 (binomial, 600 draws)
+    counts = np.array([np.sum(np.asarray(first) == i) for i in (101, 102, 104, 105)])
+    expected = 600 * weights[[1, 2, 4, 5]] / weights.sum()
+    assert np.all(np.abs(counts - expected) < 4.5 * np.sqrt(expected)), counts
+    with pytest.raises(ValueError, match="needs weights"):
+        common.knn_query_order(idx, 1, "coverage")
+    with pytest.raises(ValueError, match="weights must be finite"):
+        common.knn_query_order(idx, 1, "coverage", -weights)
+
+
+def test_method_query_order_weighs_ecos_only():
+    idx = np.array([6, 2, 4, 0, 1, 3])
+    ecos = _fake_round([0, 0, 1, 0, 2, 1, 0, 2], [8, -3, 1])
+    shuffled = common.knn_query_order(np.arange(6), 3, "shuffled")
+    np.testing.assert_array_equal(common.method_query_order(idx, 3, "coverage"), shuffled)
+    np.testing.assert_array_equal(common.method_query_order(idx, 3, "shuffled", ecos), shuffled)
+    weights = common.coverage_weights(ecos, idx)
+    np.testing.assert_array_equal(
+        common.method_query_order(idx, 3, "coverage", ecos),
+        common.knn_query_order(np.arange(6), 3, "coverage", weights),
+    )
+    # position 1 (pool row 2) is in the cluster of score -3: weight 0, asked last
+    assert common.method_query_order(idx, 3, "coverage", ecos)[-1] == 1

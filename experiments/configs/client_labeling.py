@@ -19,9 +19,14 @@ Private-kNN (`config.knn`, `ecos_jax.tasks.subsampled_knn`): the kNN runs in the
 `knn.space` (default HOG + PCA to `knn.dim`, fitted on the pool: public, no privacy
 cost); every query draws its own Poisson subsample of the client's rows at rate
 `knn.sampling_rate`, the `knn.k` nearest of it vote, and the first `knn.max_answers`
-queries of S get a noisy-argmax answer, S being shuffled first with a public cloud key
-(`knn.query_order`: a selection lists S cluster by cluster, so its first queries would
-cover a few classes only). `knn.screen_ratio`
+queries of S get a noisy-argmax answer. `knn.query_order` 'coverage' (the default) orders
+ECOS's S by a weighted draw without replacement, each query weighted by its cluster's
+noisy score over the cluster's pool size (an estimate of the client-to-pool density
+ratio; post-processing of the release, no privacy cost), so the answers go to
+client-like clusters first while every cluster can still be drawn; the methods without
+scores (Random, K-Center, Oracle) shuffle S with a public cloud key ('shuffled', which
+ECOS used before: results/README.md compares them). 'selection' asks S as listed, cluster
+by cluster, so its first queries would cover a few classes only. `knn.screen_ratio`
 (σ1/σ2) with `knn.threshold_fraction` (T/k) turns the published noisy screening on; off
 by default, by measurement (results/README.md): at σ1 = 3σ2, T = k/2 and the same total
 ε its labels are hardly better (48.0% right against 47.6%) and ECOS's student worse
