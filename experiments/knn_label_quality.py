@@ -205,7 +205,7 @@ def _published_rows(
     delta = float(config.ecos.delta)
     ecos_release = None if ecos is None else ecos.privacy.release
     # the queries in the order task (c) asks them: the answer budget goes to the first
-    order = common.method_query_order(np.arange(len(idx)), seed, config.published.query_order, ecos)
+    order = common.method_query_order(idx, seed, config.published.query_order, ecos)
     idx, truth_s, ids = idx[order], truth_s[order], ids[order]
     for text in config.published.settings:
         setting = parse_setting(text)

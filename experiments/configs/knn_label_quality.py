@@ -72,9 +72,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
         "1:200:300:none",
     )
     p.threshold_fraction = 0.5
-    # as measured in results/knn_label_quality/; task (c) now asks ECOS's queries in
-    # 'coverage' order (client_labeling's knn.query_order), which this study also offers
-    p.query_order = "shuffled"
+    p.query_order = "shuffled"  # as task (c) asks them (client_labeling's knn.query_order)
     p.total_epsilons = (4.0, 1.0)
     p.spaces = ("hog_pca:28:l2", "efficientnet_lite0:64:l2")
     p.dim = 64
