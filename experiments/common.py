@@ -296,10 +296,8 @@ def knn_query_order(idx, seed: int, order: str, weights=None) -> np.ndarray:
     gumbel = np.asarray(jax.random.gumbel(key, idx.shape, dtype=jnp.float32), np.float64)
     with np.errstate(divide="ignore"):
         keys = np.log(w) + gumbel  # -inf for weight 0
-    positive = w > 0
-    # weighted rows by their Gumbel key, then the weight-0 rows by the key alone
-    rank = np.lexsort((-np.where(positive, keys, gumbel), ~positive))
-    return idx[rank]
+    # by the weighted key, descending; the weight-0 rows (all -inf) by the Gumbel key alone
+    return idx[np.lexsort((-gumbel, -keys))]
 
 
 def method_query_order(idx, seed: int, order: str, ecos=None) -> np.ndarray:
